@@ -1,0 +1,192 @@
+"""The LLM decoder block as the paper uses it: bidirectional attention (no causal mask), no positional
+embedding (RoPE removed), optional key-padding mask. One class for llama/qwen2 (RMSNorm + SwiGLU) and OPT
+(LayerNorm + 2-layer FFN, pre- or post-LN).
+
+Fast by construction: q/k/v are one fused GEMM and gate/up one fused GEMM (fused when weights are loaded),
+attention is ``F.scaled_dot_product_attention`` (flash / memory-efficient kernels; no fp32 copy of the score
+matrix), weights are stored in the compute dtype.
+
+The layers here are deliberately NOT ``nn.Linear`` / ``nn.LayerNorm`` subclasses: a host model that runs a
+generic ``model.apply(init_fn)`` (timm's ViT does) must not re-initialise loaded LLM weights.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import LMConfig
+
+# ``enable_gqa`` (torch >= 2.5) lets SDPA share k/v heads without materialising the repeated heads.
+_SDPA_HAS_GQA = tuple(int(p) for p in torch.__version__.split(".")[:2]) >= (2, 5)
+
+ACTIVATION_FNS = {
+    "silu": F.silu,
+    "relu": F.relu,
+    "gelu": F.gelu,
+    "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),
+}
+
+
+def _empty(shape: tuple[int, ...], dtype: torch.dtype, device) -> nn.Parameter:
+    return nn.Parameter(torch.empty(shape, dtype=dtype, device=device))
+
+
+class BlockLinear(nn.Module):
+    """``y = x W^T + b`` with (out_features, in_features) weight; see the module docstring for why not nn.Linear."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool, dtype: torch.dtype, device=None):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = _empty((out_features, in_features), dtype, device)
+        self.bias = _empty((out_features,), dtype, device) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class BlockNorm(nn.Module):
+    """RMSNorm (llama/qwen2, statistics in fp32 like HF's LlamaRMSNorm) or LayerNorm (OPT).
+
+    ``affine=False`` gives the weight-free norm used for ``final_norm="unit"`` (what the official code ends up
+    with: its final RMSNorm is never loaded, so its weight stays 1).
+    """
+
+    def __init__(self, kind: str, dim: int, eps: float, affine: bool, dtype: torch.dtype, device=None):
+        super().__init__()
+        if kind not in ("rms", "layer"):
+            raise ValueError(f"unknown norm kind {kind!r}")
+        self.kind, self.dim, self.eps = kind, dim, eps
+        self.weight = _empty((dim,), dtype, device) if affine else None
+        self.bias = _empty((dim,), dtype, device) if affine and kind == "layer" else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "layer":
+            return F.layer_norm(x, (self.dim,), self.weight, self.bias, self.eps)
+        y = F.rms_norm(x.float(), (self.dim,), eps=self.eps).to(x.dtype)
+        return y if self.weight is None else y * self.weight
+
+    def extra_repr(self) -> str:
+        return f"{self.kind}, dim={self.dim}, eps={self.eps}, affine={self.weight is not None}"
+
+
+class Attention(nn.Module):
+    """Multi-head (or grouped-query) self-attention over all tokens, no positions: one fused qkv GEMM + SDPA."""
+
+    def __init__(self, cfg: LMConfig, dtype: torch.dtype, device=None):
+        super().__init__()
+        self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
+        q_rows, kv_rows = cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim
+        self.split = (q_rows, kv_rows, kv_rows)
+        self.qkv = BlockLinear(cfg.dim, q_rows + 2 * kv_rows, cfg.qkv_bias, dtype, device)
+        self.out = BlockLinear(q_rows, cfg.dim, cfg.out_bias, dtype, device)
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` (B, N, dim); ``attn_mask`` bool (B, 1, 1, N), True = may attend. Returns (B, N, dim)."""
+        batch, n_tokens, _ = x.shape
+        q, k, v = self.qkv(x).split(self.split, dim=-1)
+        q = q.view(batch, n_tokens, self.n_heads, self.head_dim).transpose(1, 2)
+        k = k.view(batch, n_tokens, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        v = v.view(batch, n_tokens, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        extra = {}
+        if self.n_kv_heads != self.n_heads:
+            if _SDPA_HAS_GQA and attn_mask is None:
+                extra["enable_gqa"] = True
+            else:  # masked kernels may not take enable_gqa: repeat k/v heads (same grouping as HF's repeat_kv)
+                repeats = self.n_heads // self.n_kv_heads
+                k, v = k.repeat_interleave(repeats, dim=1), v.repeat_interleave(repeats, dim=1)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, **extra)
+        return self.out(out.transpose(1, 2).reshape(batch, n_tokens, self.n_heads * self.head_dim))
+
+
+class FeedForward(nn.Module):
+    """SwiGLU ``down(act(gate x) * up x)`` with gate/up fused into one GEMM, or OPT's ``fc2(act(fc1 x))``."""
+
+    def __init__(self, cfg: LMConfig, dtype: torch.dtype, device=None):
+        super().__init__()
+        self.gated, self.hidden = cfg.gated_ffn, cfg.ffn_hidden
+        self.act = ACTIVATION_FNS[cfg.activation]
+        self.activation = cfg.activation
+        if self.gated:
+            self.gate_up = BlockLinear(cfg.dim, 2 * cfg.ffn_hidden, cfg.ffn_bias, dtype, device)
+            self.down = BlockLinear(cfg.ffn_hidden, cfg.dim, cfg.ffn_bias, dtype, device)
+        else:
+            self.fc1 = BlockLinear(cfg.dim, cfg.ffn_hidden, cfg.ffn_bias, dtype, device)
+            self.fc2 = BlockLinear(cfg.ffn_hidden, cfg.dim, cfg.ffn_bias, dtype, device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.gated:
+            gate, up = self.gate_up(x).split(self.hidden, dim=-1)
+            return self.down(self.act(gate) * up)
+        return self.fc2(self.act(self.fc1(x)))
+
+    def extra_repr(self) -> str:
+        return f"activation={self.activation}, gated={self.gated}"
+
+
+class Block(nn.Module):
+    """One decoder block. Pre-norm: ``h = x + attn(attn_norm(x)); out = h + ffn(ffn_norm(h))``;
+    OPT-350m post-norm: ``h = attn_norm(x + attn(x)); out = ffn_norm(h + ffn(h))``.
+
+    Forward hooks on ``.attn`` / ``.ffn`` see their outputs before the residual add.
+    """
+
+    def __init__(self, cfg: LMConfig, dtype: torch.dtype, device=None):
+        super().__init__()
+        self.pre_norm = cfg.pre_norm
+        self.attn_norm = BlockNorm(cfg.norm_type, cfg.dim, cfg.norm_eps, cfg.norm_affine, dtype, device)
+        self.attn = Attention(cfg, dtype, device)
+        self.ffn_norm = BlockNorm(cfg.norm_type, cfg.dim, cfg.norm_eps, cfg.norm_affine, dtype, device)
+        self.ffn = FeedForward(cfg, dtype, device)
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if self.pre_norm:
+            x = x + self.attn(self.attn_norm(x), attn_mask)
+            return x + self.ffn(self.ffn_norm(x))
+        x = self.attn_norm(x + self.attn(x, attn_mask))
+        return self.ffn_norm(x + self.ffn(x))
+
+    @torch.no_grad()
+    def load_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Copy tensors named as in ``LMConfig.layer_tensor_shapes`` into the fused parameters (casting dtype).
+
+        The caller (a checkpoint reader) has already checked shapes; the name sets must match exactly.
+        """
+        fused = self.fused_sources()
+        wanted = {part for parts in fused.values() for part in parts}
+        if wanted != set(tensors):
+            raise ValueError(f"block tensors mismatch: missing {sorted(wanted - set(tensors))}, "
+                             f"unexpected {sorted(set(tensors) - wanted)}")
+        for param_name, parts in fused.items():
+            param = self.get_parameter(param_name)
+            offset = 0
+            for part in parts:
+                rows = tensors[part].shape[0]
+                param[offset:offset + rows].copy_(tensors[part])
+                offset += rows
+            if offset != param.shape[0]:
+                raise ValueError(f"{param_name}: loaded {offset} rows, parameter has {param.shape[0]}")
+
+    def fused_sources(self) -> dict[str, tuple[str, ...]]:
+        """Parameter name -> logical tensor names stacked (along rows) into it."""
+        sources: dict[str, tuple[str, ...]] = {}
+        for norm in ("attn_norm", "ffn_norm"):
+            for p in ("weight", "bias"):
+                if getattr(getattr(self, norm), p) is not None:
+                    sources[f"{norm}.{p}"] = (f"{norm}.{p}",)
+        for p in ("weight", "bias"):
+            if getattr(self.attn.qkv, p) is not None:
+                sources[f"attn.qkv.{p}"] = tuple(f"attn.{n}.{p}" for n in "qkv")
+            if getattr(self.attn.out, p) is not None:
+                sources[f"attn.out.{p}"] = (f"attn.out.{p}",)
+        linears = {"gate_up": ("gate", "up"), "down": ("down",)} if self.ffn.gated else {"fc1": ("fc1",),
+                                                                                         "fc2": ("fc2",)}
+        for name, parts in linears.items():
+            for p in ("weight", "bias"):
+                if getattr(getattr(self.ffn, name), p) is not None:
+                    sources[f"ffn.{name}.{p}"] = tuple(f"ffn.{n}.{p}" for n in parts)
+        return sources

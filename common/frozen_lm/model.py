@@ -1,0 +1,200 @@
+"""FrozenLM: a stack of consecutive LLM decoder blocks (usually one, the last) plus an optional final norm.
+
+Built from a checkpoint (only the requested layers are read) or from a config (random controls). Frozen
+weights are parameters with ``requires_grad=False``; while the LM is frozen they are left out of
+``state_dict()`` (training checkpoints hold only trainable weights; the LM is re-attached from its checkpoint
+and identified by :attr:`FrozenLM.fingerprint`), and a state dict without them loads with ``strict=True``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from .blocks import Block, BlockNorm
+from .config import LMConfig, resolve_layers
+from .formats import open_checkpoint
+
+FINAL_NORMS = ("none", "unit", "pretrained")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+INIT_STD = 0.02  # LLaMA / OPT / Qwen2 initializer_range
+
+
+def as_dtype(dtype: torch.dtype | str) -> torch.dtype:
+    """``torch.float32`` / ``"float32"`` / ``"bfloat16"`` / ``"float16"`` -> torch dtype (storage dtypes allowed)."""
+    if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise ValueError(f"unknown LLM dtype {dtype!r} (choose from {', '.join(DTYPES)})")
+        return DTYPES[dtype]
+    if dtype not in DTYPES.values():
+        raise ValueError(f"unsupported LLM dtype {dtype} (choose from {', '.join(DTYPES)})")
+    return dtype
+
+
+def _check_final_norm(final_norm: str) -> None:
+    if final_norm not in FINAL_NORMS:
+        raise ValueError(f"unknown final_norm {final_norm!r} (choose from {', '.join(FINAL_NORMS)})")
+
+
+def _drop_frozen_weights(module: FrozenLM, state_dict: dict, prefix: str, local_metadata: dict) -> None:
+    if not module.trainable:
+        for name, _ in module.named_parameters():
+            state_dict.pop(prefix + name, None)
+
+
+def _keep_frozen_weights(module: FrozenLM, state_dict: dict, prefix: str, *args) -> None:
+    # A state dict saved without the frozen weights: let them "load" onto themselves so strict=True passes.
+    if not module.trainable:
+        for name, param in module.named_parameters():
+            state_dict.setdefault(prefix + name, param)
+
+
+class FrozenLM(nn.Module):
+    """Consecutive decoder blocks of an LLM used on visual tokens: bidirectional SDPA attention, no RoPE.
+
+    Build with :meth:`from_checkpoint` or :meth:`from_config` (the constructor allocates uninitialised weights).
+    ``final_norm``: ``"unit"`` (default; RMSNorm/LayerNorm without weight — what the paper's official code
+    runs, since its final norm is never loaded and stays at weight 1), ``"pretrained"`` (the checkpoint's final
+    norm weights) or ``"none"``.
+    """
+
+    def __init__(self, config: LMConfig, n_blocks: int = 1, final_norm: str = "unit",
+                 dtype: torch.dtype | str = torch.float32, trainable: bool = False, device=None):
+        super().__init__()
+        _check_final_norm(final_norm)
+        if n_blocks < 1:
+            raise ValueError(f"n_blocks must be >= 1, got {n_blocks}")
+        dtype = as_dtype(dtype)
+        self.config = config
+        self.dim = config.dim
+        self.blocks = nn.ModuleList(Block(config, dtype, device) for _ in range(n_blocks))
+        if final_norm == "none":
+            self.final_norm = nn.Identity()
+        else:
+            self.final_norm = BlockNorm(config.norm_type, config.dim, config.norm_eps,
+                                        affine=final_norm == "pretrained" and config.norm_affine, dtype=dtype,
+                                        device=device)
+        self.final_norm_mode = final_norm
+        self.layer_indices = list(range(n_blocks))
+        self.fingerprint: dict = {}
+        self.load_stats = {"tensors_read": 0, "bytes_read": 0}
+        self.grad_checkpointing = False
+        self._weights_ready = False
+        self.trainable = trainable
+        self.register_state_dict_post_hook(_drop_frozen_weights)
+        self.register_load_state_dict_pre_hook(_keep_frozen_weights)
+
+    # ---- construction -------------------------------------------------------------------------------------------
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, layers: int | Iterable[int] = (-1,), final_norm: str = "unit",
+                        dtype: torch.dtype | str = torch.float32, trainable: bool = False, *, device=None,
+                        grad_checkpointing: bool = False) -> FrozenLM:
+        """Load only the requested consecutive ``layers`` (negatives allowed) of a Meta dir / HF dir / GGUF file.
+
+        Strict: raises :class:`CheckpointError` for a missing, extra, mis-shaped or unreadable tensor.
+        """
+        _check_final_norm(final_norm)
+        dtype = as_dtype(dtype)
+        with open_checkpoint(path) as reader:
+            indices = resolve_layers(layers, reader.config.n_layers)
+            if final_norm == "pretrained":
+                reader.final_norm_sources()  # fail before reading any layer
+            lm = cls(reader.config, len(indices), final_norm, dtype, trainable, device)
+            for block, index in zip(lm.blocks, indices):
+                block.load_tensors(reader.read_layer(index))
+            if final_norm == "pretrained":
+                with torch.no_grad():
+                    for name, tensor in reader.read_final_norm().items():
+                        getattr(lm.final_norm, name).copy_(tensor)
+            lm.layer_indices = indices
+            lm.load_stats = {"tensors_read": reader.tensors_read, "bytes_read": reader.bytes_read}
+            lm.fingerprint = {
+                "source": "checkpoint", "path": str(Path(path).resolve()), "format": reader.format,
+                "family": reader.config.family, "layers": indices, "final_norm": final_norm,
+                "sha256": reader.sha256, "dtype": str(dtype).removeprefix("torch."),
+            }
+        lm._weights_ready = True
+        lm.grad_checkpointing = grad_checkpointing
+        return lm
+
+    @classmethod
+    def from_config(cls, cfg: LMConfig, n_blocks: int = 1, final_norm: str = "unit",
+                    dtype: torch.dtype | str = torch.float32, trainable: bool = False, seed: int | None = 0,
+                    device=None, *, grad_checkpointing: bool = False) -> FrozenLM:
+        """Randomly initialised blocks (the paper's random-LLM controls): linear weights N(0, 0.02) drawn from a
+        generator seeded with ``seed``, biases 0, norm weights 1. ``device="meta"`` builds shapes only."""
+        if final_norm == "pretrained":
+            raise ValueError("final_norm='pretrained' needs a checkpoint; use 'unit' or 'none' for random blocks")
+        lm = cls(cfg, n_blocks, final_norm, dtype, trainable, device)
+        if torch.device(device or "cpu").type != "meta":
+            lm.init_random(seed)
+        lm.fingerprint = {"source": "random", "random_seed": seed, "family": cfg.family, "config": cfg.to_dict(),
+                          "n_blocks": n_blocks, "final_norm": final_norm,
+                          "dtype": str(lm.compute_dtype).removeprefix("torch.")}
+        lm._weights_ready = True
+        lm.grad_checkpointing = grad_checkpointing
+        return lm
+
+    @torch.no_grad()
+    def init_random(self, seed: int | None = 0) -> None:
+        """Re-draw all weights as the source models initialise them (values drawn in fp32 on the CPU, so the same
+        seed gives the same weights on any device and in any storage dtype). Deliberately not named
+        ``reset_parameters``: frameworks call that on their own (e.g. meta-device materialisation)."""
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        for name, param in self.named_parameters():
+            if name.endswith(".bias"):
+                param.zero_()
+            elif param.ndim == 1:
+                param.fill_(1.0)
+            else:
+                param.copy_(torch.empty(param.shape).normal_(0.0, INIT_STD, generator=generator))
+        self._weights_ready = True
+
+    # ---- properties ---------------------------------------------------------------------------------------------
+    @property
+    def trainable(self) -> bool:
+        """False: frozen (no grads, excluded from ``state_dict``); True: finetune / random_trainable."""
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        self._trainable = bool(value)
+        for param in self.parameters():
+            param.requires_grad_(self._trainable)
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """The dtype the weights are stored (and the blocks computed) in."""
+        return self.blocks[0].attn.qkv.weight.dtype
+
+    # ---- forward ------------------------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` (B, N, dim); ``padding_mask`` (B, N) bool, True = padding (never attended to).
+        Returns (B, N, dim) in ``x``'s dtype; values at padded positions are meaningless."""
+        if not self._weights_ready:
+            raise RuntimeError("FrozenLM has no weights yet: build it with FrozenLM.from_checkpoint / from_config")
+        if x.dim() != 3 or x.shape[-1] != self.dim:
+            raise ValueError(f"FrozenLM expects (B, N, {self.dim}) tokens, got {tuple(x.shape)}")
+        attn_mask = None
+        if padding_mask is not None:
+            if tuple(padding_mask.shape) != tuple(x.shape[:2]):
+                raise ValueError(f"padding_mask must be (B, N) = {tuple(x.shape[:2])}, got {tuple(padding_mask.shape)}")
+            keep = ~padding_mask.to(device=x.device, dtype=torch.bool)
+            keep = keep | ~keep.any(dim=1, keepdim=True)  # an all-padding sequence attends everywhere: no NaN
+            attn_mask = keep[:, None, None, :]
+        h = x.to(self.compute_dtype)
+        for block in self.blocks:
+            if self.grad_checkpointing and torch.is_grad_enabled():
+                h = checkpoint(block, h, attn_mask, use_reentrant=False)
+            else:
+                h = block(h, attn_mask)
+        return self.final_norm(h).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return (f"family={self.config.family}, layers={self.layer_indices}, final_norm={self.final_norm_mode}, "
+                f"trainable={self.trainable}")
