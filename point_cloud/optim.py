@@ -1,0 +1,62 @@
+"""AdamW parameter groups of LM4VisualEncoding's point-cloud builder (``tools/builder.py``), on the engine.
+
+Upstream Point-BERT trains every parameter at one LR. LM4VE splits them into three groups:
+
+    no-decay  1-D tensors, biases, names with 'token'  lr x 0.1, weight decay 0  (--no-decay-lr-mult 0.1)
+    llama     trainable names with 'llama' (mappers)    lr x 0.5, weight decay 0  (--adapter-lr, --adapter-weight-decay)
+    decay     the rest                                  lr,       weight decay 0.05
+
+The engine's ``optim.param_groups`` builds the first and last (``PointTransformer.no_weight_decay`` names
+``cls_token``); this module moves the adapter's parameters (``llm.*``: both projections, plus the block itself
+when it trains, or the MLP control's LayerNorm) into their own group with an absolute LR. The paper (C.2) gives
+the projections 5e-5; the code 0.5 x 5e-4 = 2.5e-4. Both are presets; ``--adapter-lr`` unset keeps the adapter
+in the ordinary groups.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import torch
+from torch import nn
+
+from common.engine import optim
+from common.engine.errors import ConfigError
+
+ADAPTER_PREFIX = "llm."
+
+
+def point_param_groups(model: nn.Module, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The engine's groups (weight decay, ``--no-decay-lr-mult``, ``--lr-mult``) with the adapter split off."""
+    groups = optim.param_groups(model, args.weight_decay, optim.parse_lr_multipliers(args.lr_mult),
+                                no_decay_lr_mult=args.no_decay_lr_mult)
+    if args.adapter_lr is None:
+        return groups
+    if args.adapter_lr < 0 or args.lr <= 0:
+        raise ConfigError(f"--adapter-lr {args.adapter_lr} needs a positive --lr and a non-negative value")
+    adapter = {"params": [], "param_names": [], "weight_decay": args.adapter_weight_decay,
+               "lr_scale": args.adapter_lr / args.lr}
+    kept = []
+    for group in groups:
+        pairs = list(zip(group["param_names"], group["params"]))
+        for name, param in pairs:
+            if name.startswith(ADAPTER_PREFIX):
+                adapter["param_names"].append(name)
+                adapter["params"].append(param)
+        rest = [(n, p) for n, p in pairs if not n.startswith(ADAPTER_PREFIX)]
+        if rest:
+            kept.append({**group, "param_names": [n for n, _ in rest], "params": [p for _, p in rest]})
+    if not adapter["params"]:
+        return kept  # no LLM adapter in this model (baseline): --adapter-lr has nothing to act on
+    return kept + [adapter]
+
+
+def build_optimizer(args: argparse.Namespace, model: nn.Module) -> torch.optim.AdamW:
+    """AdamW over ``point_param_groups``; groups start at ``lr * lr_scale`` and the engine's timm schedule keeps
+    that scale (``initial_lr`` is the unscaled base LR, as ``common.engine.optim.build_optimizer`` sets it)."""
+    groups = point_param_groups(model, args)
+    for group in groups:
+        group["lr"] = args.lr * group["lr_scale"]
+        group["initial_lr"] = args.lr
+    return torch.optim.AdamW(groups, lr=args.lr, betas=tuple(args.opt_betas), eps=args.opt_eps)
