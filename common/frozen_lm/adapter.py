@@ -39,6 +39,7 @@ class LLMSpec:
     dtype: str = "float32"
     grad_checkpointing: bool = False
     seed: int = 0
+    fp8: bool = False  # FP8 (e4m3) GEMMs in the frozen block, weights quantised once at load; frozen variants only
 
     def __post_init__(self) -> None:
         if isinstance(self.layers, int):
@@ -53,6 +54,9 @@ class LLMSpec:
                 raise ValueError(f"llm_{name}={value!r} is not one of {', '.join(choices)}")
         if self.enabled and not self.path:
             raise ValueError(f"llm_variant={self.variant!r} needs llm_path (a checkpoint dir or .gguf file)")
+        if self.fp8 and self.variant in ("finetune", "random_trainable", "mlp"):
+            raise ValueError(f"llm_fp8=True needs a frozen LLM block (variant frozen or random_frozen), "
+                             f"not {self.variant!r}: FP8 weights are quantised once and never trained")
         if self.variant.startswith("random") and self.final_norm == "pretrained":
             raise ValueError("llm_final_norm='pretrained' makes no sense for a random block; use 'unit' or 'none'")
 
@@ -101,13 +105,13 @@ class LLMAdapter(nn.Module):
         if spec.variant in ("frozen", "finetune"):
             lm = FrozenLM.from_checkpoint(spec.path, spec.layers, spec.final_norm, spec.dtype,
                                           trainable=spec.variant == "finetune",
-                                          grad_checkpointing=spec.grad_checkpointing)
+                                          grad_checkpointing=spec.grad_checkpointing, fp8=spec.fp8)
         else:
             cfg = read_lm_config(spec.path)
             n_blocks = len(resolve_layers(spec.layers, cfg.n_layers))
             lm = FrozenLM.from_config(cfg, n_blocks, spec.final_norm, spec.dtype,
                                       trainable=spec.variant == "random_trainable", seed=spec.seed,
-                                      grad_checkpointing=spec.grad_checkpointing)
+                                      grad_checkpointing=spec.grad_checkpointing, fp8=spec.fp8)
         return cls(visual_dim, lm, spec.mode)
 
     def forward(self, tokens: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -4,7 +4,8 @@ embedding (RoPE removed), optional key-padding mask. One class for llama/qwen2 (
 
 Fast by construction: q/k/v are one fused GEMM and gate/up one fused GEMM (fused when weights are loaded),
 attention is ``F.scaled_dot_product_attention`` (flash / memory-efficient kernels; no fp32 copy of the score
-matrix), weights are stored in the compute dtype.
+matrix), weights are stored in the compute dtype. Opt-in FP8: ``FrozenLM.enable_fp8`` quantises every block GEMM's
+weight once (``fp8.py``).
 
 The layers here are deliberately NOT ``nn.Linear`` / ``nn.LayerNorm`` subclasses: a host model that runs a
 generic ``model.apply(init_fn)`` (timm's ViT does) must not re-initialise loaded LLM weights.
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import LMConfig
+from .fp8 import E4M3, fp8_linear, quantize_weight
 
 # ``enable_gqa`` (torch >= 2.5) lets SDPA share k/v heads without materialising the repeated heads.
 _SDPA_HAS_GQA = tuple(int(p) for p in torch.__version__.split(".")[:2]) >= (2, 5)
@@ -34,19 +36,58 @@ def _empty(shape: tuple[int, ...], dtype: torch.dtype, device) -> nn.Parameter:
 
 
 class BlockLinear(nn.Module):
-    """``y = x W^T + b`` with (out_features, in_features) weight; see the module docstring for why not nn.Linear."""
+    """``y = x W^T + b`` with (out_features, in_features) weight; see the module docstring for why not nn.Linear.
+
+    After :meth:`quantize_fp8_` (frozen blocks only) ``weight`` holds float8_e4m3fn values, ``weight_t`` the same
+    values transposed and the ``weight_scale`` buffer their scale; the GEMMs then run in FP8 (see ``fp8.py``).
+    The FP8 values are stored as their uint8 bit patterns: ``module.to(dtype)`` leaves integer tensors alone, and
+    DDP's start-up broadcast works on every backend (gloo has no float8 type).
+    """
 
     def __init__(self, in_features: int, out_features: int, bias: bool, dtype: torch.dtype, device=None):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self.weight = _empty((out_features, in_features), dtype, device)
         self.bias = _empty((out_features,), dtype, device) if bias else None
+        self.register_parameter("weight_t", None)
+        self.register_buffer("weight_scale", None, persistent=False)
+
+    @property
+    def fp8(self) -> bool:
+        """True once the weight is quantised to FP8."""
+        return self.weight_scale is not None
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """Dtype of the GEMM's output (the weight's dtype before any FP8 quantisation)."""
+        return self._fp8_out_dtype if self.fp8 else self.weight.dtype
+
+    @torch.no_grad()
+    def quantize_fp8_(self) -> None:
+        """Replace the weight by its FP8 (e4m3, per-tensor power-of-two scale) version, once; irreversible.
+
+        The FP8 tensors stay frozen parameters (shared by EMA copies, left out of a frozen LM's state dict); the
+        scale is a non-persistent buffer.
+        """
+        if self.fp8:
+            return
+        w8, w8_t, scale = quantize_weight(self.weight)
+        self._fp8_out_dtype = self.weight.dtype
+        self.weight = nn.Parameter(w8.view(torch.uint8), requires_grad=False)
+        self.weight_t = nn.Parameter(w8_t.view(torch.uint8), requires_grad=False)
+        self.weight_scale = scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight, self.bias)
+        if not self.fp8:
+            return F.linear(x, self.weight, self.bias)
+        if self.weight_scale.dtype != torch.float32:
+            raise RuntimeError("an FP8 block was cast to another dtype (e.g. by module.to(dtype)); build the "
+                               "FrozenLM with the dtype wanted instead")
+        return fp8_linear(x, self.weight.view(E4M3), self.weight_t.view(E4M3), self.weight_scale, self.bias)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+        return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+                + (", fp8=e4m3" if self.fp8 else ""))
 
 
 class BlockNorm(nn.Module):

@@ -16,9 +16,10 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .blocks import Block, BlockNorm
+from .blocks import Block, BlockLinear, BlockNorm
 from .config import LMConfig, resolve_layers
 from .formats import open_checkpoint
+from .fp8 import fp8_available
 
 FINAL_NORMS = ("none", "unit", "pretrained")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -34,6 +35,14 @@ def as_dtype(dtype: torch.dtype | str) -> torch.dtype:
     if dtype not in DTYPES.values():
         raise ValueError(f"unsupported LLM dtype {dtype} (choose from {', '.join(DTYPES)})")
     return dtype
+
+
+def _check_fp8(fp8: bool, trainable: bool) -> None:
+    if fp8 and trainable:
+        raise ValueError("fp8=True needs a frozen block: FP8 weights are quantised once and get no gradients "
+                         "(use it with variant frozen / random_frozen, not finetune / random_trainable)")
+    if fp8 and not fp8_available():
+        raise ValueError(f"fp8=True needs torch.float8_e4m3fn and torch._scaled_mm (torch {torch.__version__})")
 
 
 def _check_final_norm(final_norm: str) -> None:
@@ -93,12 +102,14 @@ class FrozenLM(nn.Module):
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, layers: int | Iterable[int] = (-1,), final_norm: str = "unit",
                         dtype: torch.dtype | str = torch.float32, trainable: bool = False, *, device=None,
-                        grad_checkpointing: bool = False) -> FrozenLM:
+                        grad_checkpointing: bool = False, fp8: bool = False) -> FrozenLM:
         """Load only the requested consecutive ``layers`` (negatives allowed) of a Meta dir / HF dir / GGUF file.
 
         Strict: raises :class:`CheckpointError` for a missing, extra, mis-shaped or unreadable tensor.
+        ``fp8=True`` quantises the block GEMMs' weights once after loading (:meth:`enable_fp8`; frozen only).
         """
         _check_final_norm(final_norm)
+        _check_fp8(fp8, trainable)
         dtype = as_dtype(dtype)
         with open_checkpoint(path) as reader:
             indices = resolve_layers(layers, reader.config.n_layers)
@@ -120,14 +131,18 @@ class FrozenLM(nn.Module):
             }
         lm._weights_ready = True
         lm.grad_checkpointing = grad_checkpointing
+        if fp8:
+            lm.enable_fp8()
         return lm
 
     @classmethod
     def from_config(cls, cfg: LMConfig, n_blocks: int = 1, final_norm: str = "unit",
                     dtype: torch.dtype | str = torch.float32, trainable: bool = False, seed: int | None = 0,
-                    device=None, *, grad_checkpointing: bool = False) -> FrozenLM:
+                    device=None, *, grad_checkpointing: bool = False, fp8: bool = False) -> FrozenLM:
         """Randomly initialised blocks (the paper's random-LLM controls): linear weights N(0, 0.02) drawn from a
-        generator seeded with ``seed``, biases 0, norm weights 1. ``device="meta"`` builds shapes only."""
+        generator seeded with ``seed``, biases 0, norm weights 1. ``device="meta"`` builds shapes only.
+        ``fp8=True`` quantises the block GEMMs' weights once (:meth:`enable_fp8`; frozen only)."""
+        _check_fp8(fp8, trainable)
         if final_norm == "pretrained":
             raise ValueError("final_norm='pretrained' needs a checkpoint; use 'unit' or 'none' for random blocks")
         lm = cls(cfg, n_blocks, final_norm, dtype, trainable, device)
@@ -138,13 +153,30 @@ class FrozenLM(nn.Module):
                           "dtype": str(lm.compute_dtype).removeprefix("torch.")}
         lm._weights_ready = True
         lm.grad_checkpointing = grad_checkpointing
+        if fp8:
+            lm.enable_fp8()
         return lm
+
+    def enable_fp8(self) -> None:
+        """Quantise the weights of every block GEMM (q/k/v, out, gate/up, down; OPT fc1/fc2) to float8_e4m3fn
+        once, with one power-of-two scale per weight; norms, biases and attention stay in the compute dtype.
+        From then on the forward GEMMs and the input-gradient GEMMs run in FP8 (``torch._scaled_mm`` on
+        FP8-capable GPUs, an exact emulation elsewhere; see ``common/frozen_lm/fp8.py``). Frozen blocks only;
+        irreversible. The fingerprint records ``fp8: true`` (a run trained without FP8 does not resume with it).
+        """
+        _check_fp8(True, self.trainable)
+        for module in self.modules():
+            if isinstance(module, BlockLinear):
+                module.quantize_fp8_()
+        self.fingerprint = {**self.fingerprint, "fp8": True}
 
     @torch.no_grad()
     def init_random(self, seed: int | None = 0) -> None:
         """Re-draw all weights as the source models initialise them (values drawn in fp32 on the CPU, so the same
         seed gives the same weights on any device and in any storage dtype). Deliberately not named
         ``reset_parameters``: frameworks call that on their own (e.g. meta-device materialisation)."""
+        if self.fp8:
+            raise RuntimeError("cannot re-initialise an FP8 FrozenLM; build a new one with from_config")
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
         for name, param in self.named_parameters():
             if name.endswith(".bias"):
@@ -163,14 +195,22 @@ class FrozenLM(nn.Module):
 
     @trainable.setter
     def trainable(self, value: bool) -> None:
+        if value and self.fp8:
+            raise ValueError("an FP8 FrozenLM cannot be trainable (its weights are quantised, with no gradients)")
         self._trainable = bool(value)
         for param in self.parameters():
             param.requires_grad_(self._trainable)
 
     @property
     def compute_dtype(self) -> torch.dtype:
-        """The dtype the weights are stored (and the blocks computed) in."""
-        return self.blocks[0].attn.qkv.weight.dtype
+        """The dtype the weights are stored (and the blocks computed) in; with FP8, the dtype of everything but
+        the GEMM operands (norms, attention, GEMM outputs)."""
+        return self.blocks[0].attn.qkv.compute_dtype
+
+    @property
+    def fp8(self) -> bool:
+        """True when the block GEMMs run in FP8 (:meth:`enable_fp8`)."""
+        return self.blocks[0].attn.qkv.fp8
 
     # ---- forward ------------------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
