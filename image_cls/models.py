@@ -13,8 +13,11 @@ collides with timm's own). Without an LLM (``llm=None`` or ``LLMSpec(variant="no
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Mapping
 from typing import Any
 
+import timm
 import torch
 from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_cfgs, register_model
 from timm.models.vision_transformer import VisionTransformer
@@ -24,6 +27,7 @@ from torch import nn
 from common.frozen_lm import LLMAdapter, LLMSpec
 
 LLM_POSITIONS = ("head", "middle", "tail")  # paper Table D; "tail" is the official placement
+GREY_DATASETS = ("fashion_mnist", "digits")  # one input channel; every other data set is RGB
 
 
 def build_llm(visual_dim: int, llm: LLMSpec | nn.Module | None) -> nn.Module | None:
@@ -160,3 +164,47 @@ def vit_demo_llm(pretrained: bool = False, **kwargs: Any) -> VisionTransformerLL
     """A small ViT for 28x28 grey images (the README demo on Fashion-MNIST): 49 patches of 4x4, width 96, depth 4."""
     args = dict(img_size=28, patch_size=4, in_chans=1, embed_dim=96, depth=4, num_heads=3, num_classes=10)
     return _create("vit_demo_llm", pretrained, args, kwargs)
+
+
+def _config_value(cfg: Mapping[str, Any] | argparse.Namespace, key: str, default: Any = None) -> Any:
+    values = vars(cfg) if isinstance(cfg, argparse.Namespace) else cfg
+    value = values.get(key, default)
+    return default if value is None else value
+
+
+def llm_spec(cfg: Mapping[str, Any] | argparse.Namespace) -> LLMSpec:
+    """The ``LLMSpec`` of a run config's ``llm_*`` keys; ``llm_seed`` unset means the run's ``seed``."""
+    values = dict(vars(cfg) if isinstance(cfg, argparse.Namespace) else cfg)
+    if values.get("llm_seed") is None and values.get("seed") is not None:
+        values["llm_seed"] = int(values["seed"])
+    return LLMSpec.from_namespace(values)
+
+
+def build_model(cfg: Mapping[str, Any] | argparse.Namespace, num_classes: int, *,
+                in_chans: int | None = None) -> VisionTransformerLLM:
+    """The model a run config describes: the one constructor used by train, evaluate and the analysis tools.
+
+    Keys read: ``model`` (a registered ``*_llm`` name), ``input_size``, ``drop``, ``drop_path``, ``llm_position``,
+    ``llm_*`` (see ``llm_spec``) and ``dataset`` (``fashion_mnist`` / ``digits`` -> one input channel, else 3;
+    absent -> the model's own default). ``in_chans`` overrides the channel count (e.g. read off saved weights).
+    """
+    name = _config_value(cfg, "model")
+    if not name:
+        raise ValueError("the run config has no 'model' key")
+    if name not in timm.list_models("*_llm"):
+        raise ValueError(f"unknown model {name!r}; registered: {', '.join(timm.list_models('*_llm'))}")
+    kwargs: dict[str, Any] = {
+        "num_classes": int(num_classes),
+        "drop_rate": float(_config_value(cfg, "drop", 0.0)),
+        "drop_path_rate": float(_config_value(cfg, "drop_path", 0.0)),
+        "llm": llm_spec(cfg),
+        "llm_position": _config_value(cfg, "llm_position", "tail"),
+    }
+    if _config_value(cfg, "input_size") is not None:
+        kwargs["img_size"] = int(_config_value(cfg, "input_size"))
+    dataset = _config_value(cfg, "dataset")
+    if in_chans is None and dataset is not None:
+        in_chans = 1 if dataset in GREY_DATASETS else 3
+    if in_chans is not None:
+        kwargs["in_chans"] = int(in_chans)
+    return timm.create_model(name, **kwargs)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import pickle
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -56,8 +57,10 @@ def read_official_checkpoint(path: str | os.PathLike, use_ema: bool = False) -> 
     with torch.serialization.safe_globals([argparse.Namespace]):  # main.py stores its argparse args
         try:
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError, EOFError) as err:
-            raise OfficialCheckpointError(f"{path}: not a readable torch checkpoint ({err})") from None
+        except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+            first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            raise OfficialCheckpointError(f"{path}: not a readable torch checkpoint ({type(err).__name__}: "
+                                          f"{first_line})") from None
     key = "model_ema" if use_ema else "model"
     if not isinstance(checkpoint, Mapping) or key not in checkpoint:
         found = sorted(checkpoint) if isinstance(checkpoint, Mapping) else type(checkpoint).__name__

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from . import checkpoint, config, distributed, optim, rng
 from . import logging as runlog
@@ -45,6 +45,7 @@ LossOutput = torch.Tensor | Mapping[str, torch.Tensor]
 LossFn = Callable[[nn.Module, Any], LossOutput]
 EvalFn = Callable[[nn.Module, Iterable], Mapping[str, float]]
 EpochHook = Callable[[int, dict[str, Any]], None]
+EpochStatsFn = Callable[[int], Mapping[str, Any]]
 
 
 def setup(args: argparse.Namespace) -> DistInfo:
@@ -76,11 +77,16 @@ def run_cli(main: Callable[[argparse.Namespace], Any], parser: argparse.Argument
 
 
 def make_loader(dataset: Dataset, args: argparse.Namespace, *, train: bool, batch_size: int | None = None,
-                collate_fn: Callable | None = None, drop_last: bool | None = None) -> DataLoader:
+                collate_fn: Callable | None = None, drop_last: bool | None = None,
+                sampler: Sampler | None = None) -> DataLoader:
     """DataLoader with the job's sampler: shuffled ``DistributedSampler`` (train, ``drop_last`` by default) or an
-    unpadded contiguous shard per rank (eval); ``--batch-size`` per process, ``--num-workers``, ``--pin-mem``."""
-    sampler = (distributed.make_sampler(dataset, shuffle=True, seed=args.seed) if train
-               else distributed.eval_sampler(dataset))
+    unpadded contiguous shard per rank (eval); ``--batch-size`` per process, ``--num-workers``, ``--pin-mem``.
+
+    ``sampler`` replaces the default one (e.g. repeated augmentation); it must already shard across ranks, and
+    ``fit`` calls its ``set_epoch`` when it has one."""
+    if sampler is None:
+        sampler = (distributed.make_sampler(dataset, shuffle=True, seed=args.seed) if train
+                   else distributed.eval_sampler(dataset))
     return DataLoader(
         dataset, batch_size=batch_size or args.batch_size, sampler=sampler, num_workers=args.num_workers,
         pin_memory=bool(args.pin_mem and torch.cuda.is_available()),
@@ -130,6 +136,7 @@ def fit(
     optimizer: torch.optim.Optimizer | None = None,
     dist_info: DistInfo | None = None,
     on_epoch_end: EpochHook | None = None,
+    epoch_stats: EpochStatsFn | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` for ``args.epochs`` epochs (or only evaluate with ``--eval-only``).
 
@@ -148,6 +155,8 @@ def fit(
         optimizer: defaults to ``optim.build_optimizer(args, model)`` (pass one for layer decay).
         dist_info: defaults to the one from ``setup``.
         on_epoch_end: ``hook(epoch, stats)`` after the epoch's log line and checkpoint.
+        epoch_stats: ``fn(epoch) -> {key: value}`` called on every rank after the evaluation; its entries join
+            the epoch's log line (rank 0's are written, so reduce across ranks inside).
 
     Returns:
         ``{"best": {metric, mode, value, epoch}, "last": last epoch's stats}``; with ``--eval-only``,
@@ -224,6 +233,8 @@ def fit(
                 if best_metric is not None:
                     is_best = _update_best(best, test, epoch)
                     stats[f"best_{best_metric}"] = best["value"]
+            if epoch_stats is not None:
+                stats.update(epoch_stats(epoch))
             stats.update(counts, epoch_time=round(time.time() - t0, 3))
             run_log.write(stats)
             log.info("epoch %d: %s", epoch, json.dumps({k: v for k, v in stats.items() if k not in counts}))

@@ -1,5 +1,6 @@
 """Data for image_cls: ImageNet (folders or tar), robustness sets, DeiT transforms, the demo's small data sets."""
 
+from image_cls.data.build import TaskData, build_task_data, fixed_subset, model_classes, training_classes
 from image_cls.data.imagenet import (
     DataPathError,
     ImageFolderSkipping,
@@ -46,4 +47,5 @@ __all__ = [
     "ArrayImageDataset", "SmallDataset", "load_demo_dataset", "load_digits", "load_fashion_mnist", "read_idx",
     "build_eval_sampler", "build_eval_transform", "build_imagenet_c_transform", "build_mixup", "build_train_sampler",
     "build_train_transform", "build_transform",
+    "TaskData", "build_task_data", "fixed_subset", "model_classes", "training_classes",
 ]

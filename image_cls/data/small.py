@@ -99,7 +99,7 @@ class ArrayImageDataset(Dataset):
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, size: int | None = None,
                  mean: float | None = None, std: float | None = None) -> None:
-        self.images = torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1)
+        self.images = torch.from_numpy(np.array(images, dtype=np.uint8)).unsqueeze(1)  # a writable copy
         self.labels = torch.from_numpy(np.asarray(labels, dtype=np.int64))
         scaled = self.images.float() / 255.0
         self.mean = float(scaled.mean()) if mean is None else mean

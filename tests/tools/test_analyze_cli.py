@@ -24,7 +24,7 @@ def trained(tmp_path):
                 num_hidden_layers=2).save_pretrained(llm_dir)
     config = {"model": "vit_demo_llm", "input_size": 28, "llm_variant": "random_frozen", "llm_path": str(llm_dir),
               "llm_layers": [-1], "llm_position": "tail", "epochs": 1}
-    model = timm.create_model("vit_demo_llm", llm=models.llm_spec_from_config(config), num_classes=10)
+    model = models.build_model(config, num_classes=10)
     path = checkpoint.save(tmp_path / "run" / "checkpoint.pth", checkpoint.build_state(model=model, epoch=0,
                                                                                     config=config))
     return path

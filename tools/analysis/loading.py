@@ -75,8 +75,6 @@ def load_image_cls(resume: Path, config_path: Path | None = None, use_ema: bool 
 
 
 def _load_image_cls(resume: Path, config_path: Path | None, use_ema: bool, llm_path: str | None) -> LoadedModel:
-    import timm
-
     import image_cls.models as models  # registers the *_llm timm entry points
     from common.engine import checkpoint
 
@@ -94,18 +92,10 @@ def _load_image_cls(resume: Path, config_path: Path | None, use_ema: bool, llm_p
     patch = weights.get("patch_embed.proj.weight")
     if patch is None:
         raise ValueError(f"{resume}: no 'patch_embed.proj.weight' in the '{key}' weights; not an image_cls ViT")
-    kwargs: dict[str, Any] = {
-        "num_classes": int(head.shape[0]) if head is not None else 0,
-        "in_chans": int(patch.shape[1]),
-        "llm": models.llm_spec_from_config(config),
-        "llm_position": config.get("llm_position") or "tail",
-    }
-    if config.get("input_size"):
-        kwargs["img_size"] = int(config["input_size"])
-    model = timm.create_model(config["model"], **kwargs)
+    in_chans = int(patch.shape[1])
+    model = models.build_model(config, int(head.shape[0]) if head is not None else 0, in_chans=in_chans)
     checkpoint.check_lm(state.get("lm_fingerprints") or {}, model, str(resume))
     checkpoint.load_model_state(model, weights, f"{resume} [{key}]")
-    in_chans = kwargs["in_chans"]
     size = int(model.patch_embed.img_size[0])
     if in_chans == 3:
         mean, std = IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD  # what image_cls.data.transforms normalises with

@@ -1,0 +1,84 @@
+"""Rebuild a trained model for evaluation: our engine checkpoints, or a released LM4VisualEncoding ViT-LLaMA file.
+
+- Engine checkpoint (``common.engine.checkpoint``): the run config it holds (optionally overridden, e.g. a moved
+  ``llm_path``) goes through ``image_cls.models.build_model``; the frozen LLM block is re-read from its source and
+  must match the saved fingerprint; ``model`` or ``ema`` weights load strictly.
+- Official checkpoint (``torch.save`` dict with ``model`` / ``model_ema`` holding ``llama.*`` and
+  ``llama_dim_mapper*`` keys): ``image_cls.official.build_official_model`` (no LLaMA files needed).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from common.engine import checkpoint
+from common.engine.errors import CheckpointError
+from image_cls.models import build_model
+from image_cls.official import OfficialCheckpointError, build_official_model
+
+
+@dataclass
+class TrainedModel:
+    """A model ready for evaluation and what it was built from."""
+
+    model: nn.Module
+    config: dict[str, Any]  # the run config (official: model/input_size read off the weights)
+    kind: str  # "engine" | "official"
+    weights: str  # "model" | "ema"
+    num_classes: int
+    input_size: int
+
+
+def _load_engine(path: Path, use_ema: bool, overrides: Mapping[str, Any]) -> TrainedModel:
+    state = checkpoint.load(path)
+    config = dict(state.get("config") or {})
+    if not config.get("model"):
+        raise CheckpointError(f"{path}: the checkpoint holds no run config with a 'model' key")
+    config.update({k: v for k, v in overrides.items() if v is not None})
+    key = "ema" if use_ema else "model"
+    weights = state.get(key)
+    if weights is None:
+        raise CheckpointError(f"{path} has no '{key}' weights" + (" (the run had no EMA)" if use_ema else ""))
+    head, patch = weights.get("head.weight"), weights.get("patch_embed.proj.weight")
+    if head is None or patch is None:
+        raise CheckpointError(f"{path}: no 'head.weight' / 'patch_embed.proj.weight' in the '{key}' weights; "
+                              "not an image_cls ViT")
+    try:
+        model = build_model(config, int(head.shape[0]), in_chans=int(patch.shape[1]))
+    except ValueError as err:  # e.g. the LLM checkpoint moved: pass --llm-path
+        raise CheckpointError(f"{path}: cannot rebuild its model: {err}") from err
+    checkpoint.check_lm(state.get("lm_fingerprints") or {}, model, str(path))
+    checkpoint.load_model_state(model, weights, f"{path} [{key}]")
+    return TrainedModel(model.eval(), config, "engine", key, int(head.shape[0]), int(model.patch_embed.img_size[0]))
+
+
+def load_trained_model(path: str | os.PathLike, use_ema: bool = False,
+                       overrides: Mapping[str, Any] | None = None) -> TrainedModel:
+    """The model of an engine or official checkpoint (detected by its keys), in eval mode on the CPU.
+
+    Raises ``CheckpointError`` (engine) with a one-line message naming the file and what is wrong.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        return _load_engine(path, use_ema, overrides or {})
+    except CheckpointError as err:
+        if "not a frozen-lm-vision engine checkpoint" not in str(err) and "cannot read checkpoint" not in str(err):
+            raise
+        engine_error = err
+    try:
+        model = build_official_model(path, use_ema=use_ema)
+    except OfficialCheckpointError as err:
+        raise CheckpointError(" ".join(f"{path}: neither an engine checkpoint ({engine_error}) nor an official "
+                                       f"ViT-LLaMA checkpoint ({err})".split())) from err
+    size = int(model.patch_embed.img_size[0])
+    config = {"model": "official", "input_size": size, "dataset": "imagenet"}
+    return TrainedModel(model, config, "official", "model_ema" if use_ema else "model",
+                        int(model.head.out_features), size)

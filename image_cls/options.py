@@ -1,0 +1,103 @@
+"""Command-line options of ``image_cls.train``: the engine's common flags plus DeiT's task flags.
+
+Flag names follow facebookresearch/deit ``main.py`` where DeiT has the option (``--input-size``, ``--drop-path``,
+``--aa``, ``--reprob``, ``--mixup``, ``--smoothing``, ``--repeated-aug``, ``--unscale-lr``, ``--data-path``,
+``--data-set`` ...); every preset key of ``image_cls/configs`` is one of these options (YAML uses underscores).
+Defaults are DeiT's; the presets hold the paper's values.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from common.engine import config
+from common.frozen_lm.adapter import MODES, VARIANTS
+from common.frozen_lm.model import DTYPES, FINAL_NORMS
+from image_cls.data.imagenet import LAYOUTS
+from image_cls.models import LLM_POSITIONS
+
+DATASETS = ("imagenet", "fashion_mnist", "digits")
+LR_REFERENCE_BATCH = 512  # DeiT: --lr is the LR of a 512-image batch, scaled linearly with the global batch
+
+
+def _optional_str(text: str) -> str | None:
+    """``none`` / empty -> None (e.g. ``--aa none`` turns RandAugment off)."""
+    return None if text.strip().lower() in ("", "none", "null") else text
+
+
+def add_task_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the image-classification flags (model, LLM block, data, augmentation, mixup) to ``parser``."""
+    b = argparse.BooleanOptionalAction
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", default="vit_small_patch16_224_llm", help="a registered *_llm timm model")
+    model.add_argument("--input-size", type=int, default=224, help="image size")
+    model.add_argument("--drop", type=float, default=0.0, help="dropout rate")
+    model.add_argument("--drop-path", type=float, default=0.1, help="stochastic depth rate")
+
+    llm = parser.add_argument_group("frozen LLM block (common.frozen_lm.LLMSpec)")
+    llm.add_argument("--llm-variant", default="none", choices=VARIANTS)
+    llm.add_argument("--llm-path", default=None, help="LLM checkpoint: Meta dir, HF dir or .gguf file")
+    llm.add_argument("--llm-layers", type=int, nargs="+", default=[-1], help="block indices (consecutive)")
+    llm.add_argument("--llm-mode", default="replace", choices=MODES)
+    llm.add_argument("--llm-final-norm", default="unit", choices=FINAL_NORMS)
+    llm.add_argument("--llm-dtype", default="float32", choices=DTYPES, help="storage dtype of the frozen weights")
+    llm.add_argument("--llm-position", default="tail", choices=LLM_POSITIONS, help="where the block sits")
+    llm.add_argument("--llm-grad-checkpointing", action=b, default=False)
+    llm.add_argument("--llm-seed", type=int, default=None, help="init seed of random_* blocks (default: --seed)")
+
+    data = parser.add_argument_group("data")
+    data.add_argument("--dataset", "--data-set", dest="dataset", default="imagenet", choices=DATASETS,
+                      help="imagenet: DATA_PATH/{train,val}; fashion_mnist: IDX files (DATA_PATH or the Debian "
+                      "dataset-fashion-mnist folder); digits: scikit-learn's bundled digits")
+    data.add_argument("--data-path", default=None, help="data set root")
+    data.add_argument("--data-type", default="auto", choices=LAYOUTS,
+                      help="imagenet layout: split folders, <split>.tar, or whichever exists")
+    data.add_argument("--train-subset", type=int, default=0, help="train on a fixed random subset of N (0: all)")
+    data.add_argument("--val-subset", type=int, default=0, help="evaluate on a fixed random subset of N (0: all)")
+    data.add_argument("--eval-crop-ratio", type=float, default=0.875, help="eval: resize to input/ratio, centre crop")
+
+    aug = parser.add_argument_group("augmentation (imagenet; the grey demo sets are used as they are)")
+    aug.add_argument("--color-jitter", type=float, default=0.4)
+    aug.add_argument("--aa", type=_optional_str, default="rand-m9-mstd0.5-inc1", help="timm auto-augment; 'none' off")
+    aug.add_argument("--train-interpolation", default="bicubic", choices=("random", "bilinear", "bicubic"))
+    aug.add_argument("--reprob", type=float, default=0.25, help="random erasing probability")
+    aug.add_argument("--remode", default="pixel", choices=("const", "rand", "pixel"))
+    aug.add_argument("--recount", type=int, default=1)
+    aug.add_argument("--repeated-aug", action=b, default=True, help="3 repeats per image (timm RepeatAugSampler)")
+
+    mix = parser.add_argument_group("mixup / cutmix / label smoothing")
+    mix.add_argument("--mixup", type=float, default=0.8, help="mixup alpha (0: off)")
+    mix.add_argument("--cutmix", type=float, default=1.0, help="cutmix alpha (0: off)")
+    mix.add_argument("--cutmix-minmax", type=float, nargs=2, default=None, metavar=("MIN", "MAX"))
+    mix.add_argument("--mixup-prob", type=float, default=1.0)
+    mix.add_argument("--mixup-switch-prob", type=float, default=0.5)
+    mix.add_argument("--mixup-mode", default="batch", choices=("batch", "pair", "elem"))
+    mix.add_argument("--smoothing", type=float, default=0.1, help="label smoothing")
+
+    lr = parser.add_argument_group("learning rate")
+    lr.add_argument("--unscale-lr", action=b, default=False,
+                    help=f"use --lr as is instead of --lr x global batch / {LR_REFERENCE_BATCH} (DeiT)")
+    # DeiT's defaults where the engine's differ.
+    parser.set_defaults(epochs=300, min_lr=1e-5, model_ema=True, model_ema_decay=0.99996)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser of ``python -m image_cls.train`` (a fresh one per call, see ``config.parse_args``)."""
+    parser = config.make_parser("Train a DeiT ViT with or without a frozen LLM block (image classification).")
+    return add_task_args(parser)
+
+
+def optimizer_lr(args: argparse.Namespace, world_size: int) -> float:
+    """The LR the optimizer gets: ``--lr`` x global batch / 512 (DeiT), or ``--lr`` with ``--unscale-lr``.
+
+    ``args.lr`` itself stays the per-512 value, so the saved config.yaml re-used as ``--config`` scales once.
+    """
+    if args.unscale_lr:
+        return float(args.lr)
+    return float(args.lr) * global_batch(args, world_size) / LR_REFERENCE_BATCH
+
+
+def global_batch(args: argparse.Namespace, world_size: int) -> int:
+    """Images per optimizer update: per-process batch x processes x accumulation steps."""
+    return int(args.batch_size) * int(world_size) * int(args.accum_iter)

@@ -1,0 +1,74 @@
+"""image_cls/scripts: every paper row has a preset and a torchrun / SLURM command line; the robustness evaluation
+command lists the sets whose paths are given."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCRIPTS = REPO_ROOT / "image_cls" / "scripts"
+CONFIGS = REPO_ROOT / "image_cls" / "configs"
+
+
+def paper_rows() -> list[str]:
+    lines = (SCRIPTS / "paper_rows.txt").read_text().splitlines()
+    return [line.split()[0] for line in lines if line.strip() and not line.startswith("#")]
+
+
+def run_script(name: str, *args: str, **env: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k not in ("DATA_PATH", "LLM_PATH", "RUNS", "FILTER")}
+    return subprocess.run(["bash", str(SCRIPTS / name), *args], env={**clean, **env}, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_every_preset_is_a_paper_row_once():
+    rows = paper_rows()
+    assert len(rows) == len(set(rows))
+    assert set(rows) == {p.stem for p in CONFIGS.glob("*.yaml")}
+
+
+@pytest.mark.parametrize("launcher,launch_script", [("torchrun", "tools/dist_train.sh"),
+                                                    ("slurm", "tools/slurm_train.sh")])
+def test_train_all_command_lines(launcher, launch_script):
+    done = run_script("train_all.sh", launcher, "--num-workers", "8", DRY_RUN="1", DATA_PATH="/data/in1k",
+                      LLM_PATH="/ckpt/llama-7b", RUNS="/runs")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == len(paper_rows())
+    for preset, line in zip(paper_rows(), lines):
+        variant = yaml.safe_load((CONFIGS / f"{preset}.yaml").read_text())["llm_variant"]
+        assert f"{launch_script} image_cls.train --config {CONFIGS / preset}.yaml" in line
+        assert f"--output-dir /runs/{preset} --data-path /data/in1k" in line and line.endswith("--num-workers 8")
+        assert ("--llm-path /ckpt/llama-7b" in line) == (variant != "none")
+        if launcher == "slurm":
+            assert line.startswith(f"env JOB_NAME={preset} ")
+
+
+def test_train_refuses_llm_preset_without_llm_path_and_unknown_presets():
+    done = run_script("train.sh", "vit_small_llama", "torchrun")
+    assert done.returncode == 2 and "needs LLM_PATH" in done.stderr
+    done = run_script("train.sh", "vit_small_nope", "torchrun")
+    assert done.returncode == 2 and "no preset" in done.stderr
+    done = run_script("train.sh", "vit_small_baseline", "mpirun")
+    assert done.returncode == 2 and "torchrun or slurm" in done.stderr
+    done = run_script("train_all.sh", "torchrun", DRY_RUN="1", FILTER="no_such_row")
+    assert done.returncode == 2
+
+
+def test_evaluate_robustness_command_line(tmp_path):
+    run = tmp_path / "vit_small_llama"
+    run.mkdir()
+    done = run_script("evaluate_robustness.sh", str(run), "--ema", DRY_RUN="1", DATA_PATH="/in1k",
+                      IMAGENET_C="/c", IMAGENET_A="/a", IMAGENET_R="/r", IMAGENET_SKETCH="/s")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [
+        "python", "-m", "image_cls.evaluate", "--resume", f"{run}/checkpoint.pth", "--data-path", "/in1k",
+        "--imagenet-c-path", "/c", "--imagenet-a-path", "/a", "--imagenet-r-path", "/r", "--imagenet-sketch-path",
+        "/s", "--eval-sets", r"imagenet\,imagenet-c\,imagenet-a\,imagenet-r\,imagenet-sketch", "--ema"]
+    done = run_script("evaluate_robustness.sh", str(run), DRY_RUN="1")
+    assert done.returncode == 2 and "set at least one" in done.stderr
