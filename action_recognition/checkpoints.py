@@ -1,0 +1,197 @@
+"""Load VideoMAE's checkpoints (pretrained and fine-tuned) and LM4VisualEncoding's fine-tuned ones into ``VideoViT``.
+
+Read as VideoMAE ``run_class_finetuning.py`` reads ``--finetune``: the weights are the first of ``--model_key``
+(``model|module``) found in the file, else the file itself; ``backbone.`` / ``encoder.`` prefixes are stripped
+(``module.`` too, for DDP-saved files). VideoMAE's files carry the run's ``argparse.Namespace`` (``args``); it is
+the only non-tensor class the ``weights_only`` unpickler is allowed to rebuild.
+
+**Pretrained** (``videomae_ssv2_vit{s,b}.pth``, ``PretrainVisionTransformer``: has ``encoder.*`` / ``decoder.*``):
+the pretraining-only tensors are dropped *by name* (``PRETRAIN_ONLY``: the decoder, ``encoder_to_decoder``,
+``mask_token`` and the encoder's final ``norm``, which mean pooling replaces by ``fc_norm``); ``fc_norm``,
+``head`` and the LLM adapter (``llm.*``) are the only model tensors allowed to keep their initialisation
+(upstream loads with ``strict=False`` and prints the rest); anything else missing, unexpected or mis-shaped is
+an error naming the key.
+
+**Fine-tuned** (VideoMAE's SSv2 releases, runs of upstream code): strict, except that ``head.*`` of another
+shape is dropped by name (upstream's rule for a new class count). LM4VE's files (``ViTLLaMA``) hold
+``llama_dim_mapper1/2.weight`` (-> ``llm.in_proj/out_proj.weight``) and their frozen LLaMA copy
+``llama.layers.0.*`` (Meta names) + ``llama.norm.weight``: those must equal the block ``--llm-path`` /
+``llm_layers`` built (LLaMA-7B layer 15 for the official runs) and a unit final norm, else an error says so.
+
+Both: a ``pos_embed`` in the file is dropped by name; the fixed sinusoidal table is re-created for the clip size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from common.engine.errors import CheckpointError
+from common.frozen_lm import LLMAdapter
+from common.frozen_lm.formats.meta import MetaReader
+
+log = logging.getLogger(__name__)
+
+PRETRAIN_ONLY_PREFIXES = ("decoder.", "encoder_to_decoder.")
+PRETRAIN_ONLY_KEYS = ("mask_token", "norm.weight", "norm.bias")
+NEW_IN_FINETUNING = ("fc_norm.", "head.", "llm.")
+FIXED_TABLE_KEYS = ("pos_embed",)
+LM4VE_PROJECTIONS = {"llama_dim_mapper1.weight": "llm.in_proj.weight",
+                     "llama_dim_mapper2.weight": "llm.out_proj.weight"}
+LM4VE_FINAL_NORM = "llama.norm.weight"
+_LM4VE_LAYER = re.compile(r"^llama\.layers\.(\d+)\.(.+)\.weight$")
+_META_TO_LOGICAL = {meta: logical for logical, meta in MetaReader.module_names.items()}
+
+
+def _load_file(path: Path) -> object:
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle/zip errors: one line naming the file
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0]}") from e
+
+
+def read_state_dict(path: str | os.PathLike, model_key: str = "model|module") -> tuple[dict[str, torch.Tensor], bool]:
+    """(weights with VideoMAE's prefixes stripped, whether the file is a pretraining checkpoint)."""
+    path = Path(path)
+    ckpt = _load_file(path)
+    if not isinstance(ckpt, Mapping):
+        raise CheckpointError(f"{path}: expected a dict of weights, got {type(ckpt).__name__}")
+    weights = next((ckpt[k] for k in model_key.split("|") if isinstance(ckpt.get(k), Mapping)), None)
+    if weights is None:
+        if not all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+            raise CheckpointError(f"{path}: no '{model_key}' state dict and not a state dict itself; keys: "
+                                  f"{sorted(map(str, ckpt))[:8]}")
+        weights = ckpt
+    pretrained = any(str(k).startswith(("encoder.", "decoder.", "module.encoder.")) for k in weights)
+    state = {}
+    for name, tensor in weights.items():
+        if not isinstance(tensor, torch.Tensor):
+            raise CheckpointError(f"{path}: weight '{name}' is not a tensor")
+        while name.startswith("module."):
+            name = name[len("module."):]
+        for prefix in ("backbone.", "encoder."):
+            if name.startswith(prefix):
+                name = name[len(prefix):]
+                break
+        state[name] = tensor
+    return state, pretrained
+
+
+def _check_and_load(model: nn.Module, state: Mapping[str, torch.Tensor], source: str,
+                    may_miss: tuple[str, ...] = ()) -> list[str]:
+    """Strict load except for model keys starting with ``may_miss`` (returned: they keep their init)."""
+    own = model.state_dict()
+    missing = sorted(own.keys() - state.keys())
+    allowed = [k for k in missing if k.startswith(may_miss)]
+    missing = [k for k in missing if not k.startswith(may_miss)]
+    unexpected = sorted(state.keys() - own.keys())
+    shapes = sorted(f"{k} {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+                    for k in own.keys() & state.keys() if state[k].shape != own[k].shape)
+    problems = [f"{label}: {', '.join(keys[:4])}" + (f" (+{len(keys) - 4} more)" if len(keys) > 4 else "")
+                for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape differs", shapes))
+                if keys]
+    if problems:
+        raise CheckpointError(f"{source} does not match the model; {'; '.join(problems)}")
+    model.load_state_dict(dict(state), strict=False)  # the key sets were checked just above
+    return allowed
+
+
+def _drop(state: dict[str, torch.Tensor], keys: list[str], why: str, source: str) -> None:
+    for key in keys:
+        del state[key]
+    if keys:
+        log.info("%s: dropped %d tensors by name (%s): %s", source, len(keys), why,
+                 ", ".join(keys[:6]) + (" ..." if len(keys) > 6 else ""))
+
+
+def load_pretrained(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> list[str]:
+    """A VideoMAE pretraining state (prefixes stripped) into ``model``; returns the keys left at initialisation."""
+    state = dict(state)
+    _drop(state, [k for k in state if k.startswith(PRETRAIN_ONLY_PREFIXES) or k in PRETRAIN_ONLY_KEYS],
+          "pretraining only: decoder, encoder_to_decoder, mask_token, encoder norm", source)
+    _drop(state, [k for k in state if k in FIXED_TABLE_KEYS], "the sinusoidal table is re-created", source)
+    return _check_and_load(model, state, f"{source} [pretrained VideoMAE]", may_miss=NEW_IN_FINETUNING)
+
+
+def load_finetuned(model: nn.Module, state: dict[str, torch.Tensor], source: str, new_head: bool = True) -> None:
+    """A fine-tuned VideoMAE / LM4VE state into ``model``, strictly (see the module docstring).
+
+    ``new_head=False`` (evaluation) also refuses a classifier of another shape instead of re-initialising it.
+    """
+    state = dict(state)
+    _drop(state, [k for k in state if k in FIXED_TABLE_KEYS], "the sinusoidal table is re-created", source)
+    own = model.state_dict()
+    if new_head:
+        _drop(state, [k for k in ("head.weight", "head.bias") if k in state and k in own and
+                      state[k].shape != own[k].shape], "classifier of another class count", source)
+    llama = {k: state.pop(k) for k in list(state) if k.startswith("llama.")}
+    for old, new in LM4VE_PROJECTIONS.items():
+        if old in state:
+            state[new] = state.pop(old)
+    if llama:
+        _check_lm4ve_llama(model, llama, source)
+    may_miss = ("head.",) if new_head and "head.weight" not in state else ()
+    left = _check_and_load(model, state, f"{source} [fine-tuned]", may_miss=may_miss)
+    if left:
+        log.info("%s: %s keep their initialisation", source, ", ".join(left))
+
+
+@torch.no_grad()
+def _check_lm4ve_llama(model: nn.Module, llama: Mapping[str, torch.Tensor], source: str) -> None:
+    """LM4VE's saved LLaMA copy must be the block the model already holds (from ``--llm-path``)."""
+    adapter = getattr(model, "llm", None)
+    if not isinstance(adapter, LLMAdapter) or adapter.lm is None:
+        raise CheckpointError(f"{source} holds LLaMA tensors ('llama.*'): build the model with llm_variant frozen "
+                              "and --llm-path LLaMA-7B (llm_layers 15 for the official video runs)")
+    lm = adapter.lm
+    blocks: dict[int, dict[str, torch.Tensor]] = {}
+    for key, tensor in llama.items():
+        match = _LM4VE_LAYER.match(key)
+        if key == LM4VE_FINAL_NORM:
+            if lm.final_norm_mode != "unit" or not torch.all(tensor == 1):
+                raise CheckpointError(f"{source}: '{key}' needs llm_final_norm unit and all-ones weights")
+            continue
+        if match is None or match.group(2) not in _META_TO_LOGICAL:
+            raise CheckpointError(f"{source}: unknown LLaMA tensor '{key}'")
+        blocks.setdefault(int(match.group(1)), {})[f"{_META_TO_LOGICAL[match.group(2)]}.weight"] = tensor
+    if sorted(blocks) != list(range(len(lm.blocks))):
+        raise CheckpointError(f"{source} has LLaMA blocks {sorted(blocks)}; the model has {len(lm.blocks)} "
+                              "(llm_layers must select as many)")
+    for j, tensors in sorted(blocks.items()):
+        block = lm.blocks[j]
+        for name, parts in block.fused_sources().items():
+            absent = [p for p in parts if p not in tensors]
+            if absent:
+                raise CheckpointError(f"{source}: LLaMA block {j} lacks {', '.join(absent)}")
+            param = block.get_parameter(name)
+            saved = torch.cat([tensors[p] for p in parts])
+            if saved.shape != param.shape or not torch.equal(param, saved.to(param.dtype)):
+                raise CheckpointError(
+                    f"{source}: its LLaMA block {j} differs from the one built from --llm-path (layers "
+                    f"{lm.layer_indices}, tensor {name}); pass the LLaMA it was trained with and its llm_layers "
+                    "(15 for LM4VE's video runs), without --llm-fp8")
+    log.info("%s: its LLaMA block equals --llm-path layers %s", source, lm.layer_indices)
+
+
+def load_videomae_checkpoint(model: nn.Module, path: str | os.PathLike, model_key: str = "model|module") -> str:
+    """Load ``path`` (pretrained or fine-tuned, detected) into ``model``; returns ``'pretrained'`` or
+    ``'finetuned'``."""
+    state, pretrained = read_state_dict(path, model_key)
+    if pretrained:
+        left = load_pretrained(model, state, str(path))
+        log.info("%s: pretrained VideoMAE encoder loaded; %s start from their initialisation", path,
+                 ", ".join(sorted({k.split(".")[0] for k in left})) or "no tensors")
+        return "pretrained"
+    load_finetuned(model, state, str(path))
+    log.info("%s: fine-tuned weights loaded", path)
+    return "finetuned"
