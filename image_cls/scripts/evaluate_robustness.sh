@@ -8,37 +8,31 @@
 # RUN is a run directory (its checkpoint.pth is used) or a checkpoint file; extra flags go to image_cls.evaluate
 # (e.g. --ema, --save-logits logits.npy, --llm-path if the LLM checkpoint moved). Only the sets whose path
 # variable is set are evaluated. Results: eval_results.json beside the checkpoint. LAUNCHER: python (default,
-# one process), torchrun (tools/dist_train.sh) or slurm (tools/slurm_train.sh). DRY_RUN=1 prints the command.
+# one process), torchrun (tools/dist_train.sh) or slurm (tools/slurm_train.sh). DRY_RUN=1 prints the command
+# (tools/preset_lib.sh).
 set -euo pipefail
 
-[ $# -ge 1 ] || { echo "usage: [DATA_PATH=..] [IMAGENET_C=..] [IMAGENET_A=..] [IMAGENET_R=..] [IMAGENET_SKETCH=..] $0 RUN [ARGS...]" >&2; exit 2; }
+# shellcheck source-path=SCRIPTDIR/../.. source=tools/preset_lib.sh
+source "$(cd "$(dirname "$0")/../.." && pwd)/tools/preset_lib.sh"
+
+USAGE_ENV="[DATA_PATH=..] [IMAGENET_C=..] [IMAGENET_A=..] [IMAGENET_R=..] [IMAGENET_SKETCH=..]"
+[ $# -ge 1 ] || usage_error "[LAUNCHER=L] [DRY_RUN=1] $0 RUN [ARGS...]"
 RUN=$1
 shift
 CKPT=$RUN
 [ -d "$RUN" ] && CKPT="$RUN/checkpoint.pth"
-REPO_ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-
-SETS=()
 ARGS=(--resume "$CKPT")
-if [ -n "${DATA_PATH:-}" ]; then SETS+=(imagenet); ARGS+=(--data-path "$DATA_PATH"); fi
-if [ -n "${IMAGENET_C:-}" ]; then SETS+=(imagenet-c); ARGS+=(--imagenet-c-path "$IMAGENET_C"); fi
-if [ -n "${IMAGENET_A:-}" ]; then SETS+=(imagenet-a); ARGS+=(--imagenet-a-path "$IMAGENET_A"); fi
-if [ -n "${IMAGENET_R:-}" ]; then SETS+=(imagenet-r); ARGS+=(--imagenet-r-path "$IMAGENET_R"); fi
-if [ -n "${IMAGENET_SKETCH:-}" ]; then SETS+=(imagenet-sketch); ARGS+=(--imagenet-sketch-path "$IMAGENET_SKETCH"); fi
-[ ${#SETS[@]} -gt 0 ] || { echo "error: set at least one of DATA_PATH, IMAGENET_C, IMAGENET_A, IMAGENET_R, IMAGENET_SKETCH" >&2; exit 2; }
+SETS=()
+add_set() {   # add_set NAME ENV_VAR FLAG: evaluate set NAME when ENV_VAR holds its path
+    if [ -n "${!2:-}" ]; then SETS+=("$1"); opt_arg "$3" "$2"; fi
+}
+add_set imagenet DATA_PATH --data-path
+add_set imagenet-c IMAGENET_C --imagenet-c-path
+add_set imagenet-a IMAGENET_A --imagenet-a-path
+add_set imagenet-r IMAGENET_R --imagenet-r-path
+add_set imagenet-sketch IMAGENET_SKETCH --imagenet-sketch-path
+[ ${#SETS[@]} -gt 0 ] || die "set at least one of DATA_PATH, IMAGENET_C, IMAGENET_A, IMAGENET_R, IMAGENET_SKETCH"
 ARGS+=(--eval-sets "$(IFS=,; echo "${SETS[*]}")")
 
-case "${LAUNCHER:-python}" in
-    python) LAUNCH=("${PYTHON:-python}" -m) ;;
-    torchrun) LAUNCH=("$REPO_ROOT/tools/dist_train.sh") ;;
-    slurm) LAUNCH=(env JOB_NAME=evaluate "$REPO_ROOT/tools/slurm_train.sh") ;;
-    *) echo "error: LAUNCHER must be python, torchrun or slurm" >&2; exit 2 ;;
-esac
-CMD=("${LAUNCH[@]}" image_cls.evaluate "${ARGS[@]}" "$@")
-if [ -n "${DRY_RUN:-}" ]; then
-    printf '%q ' "${CMD[@]}" | sed 's/ $//'
-    echo
-    exit 0
-fi
-export PYTHONPATH="$REPO_ROOT${PYTHONPATH:+:$PYTHONPATH}"
-exec "${CMD[@]}"
+choose_launcher "${LAUNCHER:-python}" evaluate python torchrun slurm
+run_command image_cls.evaluate "$@"

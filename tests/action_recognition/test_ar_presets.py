@@ -58,13 +58,14 @@ def test_paper_rows_are_exactly_the_presets():
 
 def bash(*args: str, **env: str) -> subprocess.CompletedProcess:
     names = ("SSV2_LISTS", "SSV2_VIDEOS", "VIDEOMAE_VITS", "VIDEOMAE_VITB", "LLM_PATH", "SEED", "RUNS", "FILTER",
-             "DRY_RUN", "PRESET")
+             "DRY_RUN", "PRESET", "LAUNCHER")
     clean = {k: v for k, v in os.environ.items() if k not in names}
     return subprocess.run(["bash", *args], env={**clean, **env}, capture_output=True, text=True, timeout=60)
 
 
-def test_train_all_prints_one_torchrun_line_per_row():
-    proc = bash(str(SCRIPTS / "train_all.sh"), "torchrun", "--epochs", "1", DRY_RUN="1")
+def test_train_paper_rows_prints_one_torchrun_line_per_row():
+    proc = bash(str(REPO / "tools" / "train_paper_rows.sh"), "action_recognition", "torchrun", "--epochs", "1",
+                DRY_RUN="1")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 12
@@ -81,8 +82,8 @@ def test_train_sh_with_real_paths_and_missing_inputs():
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == (
         f"env JOB_NAME=ssv2_vit_b_llama {REPO}/tools/slurm_train.sh action_recognition.train --config "
-        f"{CONFIGS}/ssv2_vit_b_llama.yaml --data-path /d/lists --finetune /c/b.pth --output-dir "
-        "runs/action_recognition/ssv2_vit_b_llama/seed2 --data-root /d/videos --seed 2 --llm-path /c/llama")
+        f"{CONFIGS}/ssv2_vit_b_llama.yaml --data-path /d/lists --finetune /c/b.pth --data-root /d/videos "
+        "--output-dir runs/action_recognition/ssv2_vit_b_llama/seed2 --seed 2 --llm-path /c/llama")
     proc = bash(str(SCRIPTS / "train.sh"), "ssv2_vit_s_llama", "torchrun", SSV2_LISTS="/d", VIDEOMAE_VITS="/c")
     assert proc.returncode == 2 and "needs LLM_PATH=" in proc.stderr
     assert bash(str(SCRIPTS / "train.sh"), "nope", "torchrun").returncode == 2
@@ -90,3 +91,5 @@ def test_train_sh_with_real_paths_and_missing_inputs():
     assert proc.stdout.strip() == (
         f"python -m action_recognition.evaluate --config {CONFIGS}/ssv2_vit_s_llama.yaml --data-path /d --finetune "
         "/c/ft.pth --results /c/ft_eval.json --llm-path $LLM_PATH")
+    proc = bash(str(SCRIPTS / "evaluate.sh"), "/c/ft.pth", PRESET="ssv2_vit_s_baseline")
+    assert proc.returncode == 2 and "needs SSV2_LISTS=" in proc.stderr

@@ -1,4 +1,5 @@
-"""point_cloud/scripts: every paper row is a preset (and every preset a row); the launch lines they print."""
+"""point_cloud/scripts (on tools/preset_lib.sh): every paper row is a preset (and every preset a row); the launch
+lines they and tools/train_paper_rows.sh print."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ def rows() -> list[str]:
 
 def bash(*args: str, **env: str) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if k not in ("SCANOBJECTNN_PATH", "MODELNET_PATH", "POINT_BERT",
-                                                               "LLM_PATH", "SEED", "RUNS", "FILTER", "DRY_RUN")}
+                                                               "LLM_PATH", "SEED", "RUNS", "FILTER", "DRY_RUN",
+                                                               "PRESET", "LAUNCHER", "VOTE_REPEATS")}
     return subprocess.run(["bash", *args], env={**clean, **env}, capture_output=True, text=True, timeout=60)
 
 
@@ -26,8 +28,8 @@ def test_paper_rows_are_exactly_the_presets():
     assert len(rows()) == len(set(rows())) == 24 and set(rows()) == presets
 
 
-def test_train_all_prints_one_torchrun_line_per_row():
-    proc = bash(str(SCRIPTS / "train_all.sh"), "torchrun", "--epochs", "1", DRY_RUN="1")
+def test_train_paper_rows_prints_one_torchrun_line_per_row():
+    proc = bash(str(REPO / "tools" / "train_paper_rows.sh"), "point_cloud", "torchrun", "--epochs", "1", DRY_RUN="1")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 24
@@ -47,6 +49,25 @@ def test_train_sh_with_real_paths_and_a_seed():
         f"env JOB_NAME=modelnet40_4k_llama {REPO}/tools/slurm_train.sh point_cloud.train --config "
         f"{REPO}/point_cloud/configs/modelnet40_4k_llama.yaml --data-path /data/mn --ckpts /ckpt/pb.pth "
         "--output-dir runs/point_cloud/modelnet40_4k_llama/seed2 --seed 2 --llm-path /ckpt/llama")
+
+
+def test_evaluate_sh_run_dir_and_released_checkpoint(tmp_path):
+    proc = bash(str(SCRIPTS / "evaluate.sh"), str(tmp_path), "--num-workers", "2", DRY_RUN="1", VOTE_REPEATS="3")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["python", "-m", "point_cloud.evaluate", "--vote", "--vote-repeats", "3", "--config",
+                                   f"{tmp_path}/config.yaml", "--resume", f"{tmp_path}/best.pth", "--results",
+                                   f"{tmp_path}/eval_vote.json", "--num-workers", "2"]
+    proc = bash(str(SCRIPTS / "evaluate.sh"), "/c/ModelNet_1k.pth", DRY_RUN="1", PRESET="modelnet40_1k_llama",
+                LAUNCHER="torchrun", MODELNET_PATH="/data/mn")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == (
+        f"{REPO}/tools/dist_train.sh point_cloud.evaluate --vote --vote-repeats 9 --config "
+        f"{REPO}/point_cloud/configs/modelnet40_1k_llama.yaml --data-path /data/mn --ckpts /c/ModelNet_1k.pth "
+        "--results /c/ModelNet_1k_eval_vote.json --llm-path $LLM_PATH")
+    proc = bash(str(SCRIPTS / "evaluate.sh"), "/c/ModelNet_1k.pth", DRY_RUN="1")
+    assert proc.returncode == 2 and "needs PRESET=" in proc.stderr
+    proc = bash(str(SCRIPTS / "evaluate.sh"), "/c/ModelNet_1k.pth", PRESET="modelnet40_1k_baseline")
+    assert proc.returncode == 2 and "needs MODELNET_PATH=" in proc.stderr
 
 
 def test_train_sh_refuses_missing_inputs():
