@@ -26,16 +26,16 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from common.engine.checkpoint import load_model_state
 from common.engine.errors import CheckpointError
-from common.frozen_lm import LLMAdapter
-from common.frozen_lm.formats.meta import MetaReader
+from common.frozen_lm import CheckpointError as LMCheckpointError
+from common.frozen_lm import LLMAdapter, LM4VELlama, check_lm4ve_llama, lm4ve_llama_matches, split_lm4ve_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +43,6 @@ PRETRAIN_ONLY_PREFIXES = ("decoder.", "encoder_to_decoder.")
 PRETRAIN_ONLY_KEYS = ("mask_token", "norm.weight", "norm.bias")
 NEW_IN_FINETUNING = ("fc_norm.", "head.", "llm.")
 FIXED_TABLE_KEYS = ("pos_embed",)
-LM4VE_PROJECTIONS = {"llama_dim_mapper1.weight": "llm.in_proj.weight",
-                     "llama_dim_mapper2.weight": "llm.out_proj.weight"}
-LM4VE_FINAL_NORM = "llama.norm.weight"
-_LM4VE_LAYER = re.compile(r"^llama\.layers\.(\d+)\.(.+)\.weight$")
-_META_TO_LOGICAL = {meta: logical for logical, meta in MetaReader.module_names.items()}
 
 
 def _load_file(path: Path) -> object:
@@ -87,25 +82,6 @@ def read_state_dict(path: str | os.PathLike, model_key: str = "model|module") ->
     return state, pretrained
 
 
-def _check_and_load(model: nn.Module, state: Mapping[str, torch.Tensor], source: str,
-                    may_miss: tuple[str, ...] = ()) -> list[str]:
-    """Strict load except for model keys starting with ``may_miss`` (returned: they keep their init)."""
-    own = model.state_dict()
-    missing = sorted(own.keys() - state.keys())
-    allowed = [k for k in missing if k.startswith(may_miss)]
-    missing = [k for k in missing if not k.startswith(may_miss)]
-    unexpected = sorted(state.keys() - own.keys())
-    shapes = sorted(f"{k} {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-                    for k in own.keys() & state.keys() if state[k].shape != own[k].shape)
-    problems = [f"{label}: {', '.join(keys[:4])}" + (f" (+{len(keys) - 4} more)" if len(keys) > 4 else "")
-                for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape differs", shapes))
-                if keys]
-    if problems:
-        raise CheckpointError(f"{source} does not match the model; {'; '.join(problems)}")
-    model.load_state_dict(dict(state), strict=False)  # the key sets were checked just above
-    return allowed
-
-
 def _drop(state: dict[str, torch.Tensor], keys: list[str], why: str, source: str) -> None:
     for key in keys:
         del state[key]
@@ -120,7 +96,7 @@ def load_pretrained(model: nn.Module, state: dict[str, torch.Tensor], source: st
     _drop(state, [k for k in state if k.startswith(PRETRAIN_ONLY_PREFIXES) or k in PRETRAIN_ONLY_KEYS],
           "pretraining only: decoder, encoder_to_decoder, mask_token, encoder norm", source)
     _drop(state, [k for k in state if k in FIXED_TABLE_KEYS], "the sinusoidal table is re-created", source)
-    return _check_and_load(model, state, f"{source} [pretrained VideoMAE]", may_miss=NEW_IN_FINETUNING)
+    return load_model_state(model, state, f"{source} [pretrained VideoMAE]", may_miss=NEW_IN_FINETUNING)
 
 
 def load_finetuned(model: nn.Module, state: dict[str, torch.Tensor], source: str, new_head: bool = True) -> None:
@@ -134,52 +110,30 @@ def load_finetuned(model: nn.Module, state: dict[str, torch.Tensor], source: str
     if new_head:
         _drop(state, [k for k in ("head.weight", "head.bias") if k in state and k in own and
                       state[k].shape != own[k].shape], "classifier of another class count", source)
-    llama = {k: state.pop(k) for k in list(state) if k.startswith("llama.")}
-    for old, new in LM4VE_PROJECTIONS.items():
-        if old in state:
-            state[new] = state.pop(old)
-    if llama:
-        _check_lm4ve_llama(model, llama, source)
+    try:
+        state, llama = split_lm4ve_state_dict(state)
+        if llama.present:
+            _check_lm4ve_llama(model, llama, source)
+    except LMCheckpointError as e:
+        raise CheckpointError(f"{source}: {e}") from e
     may_miss = ("head.",) if new_head and "head.weight" not in state else ()
-    left = _check_and_load(model, state, f"{source} [fine-tuned]", may_miss=may_miss)
+    left = load_model_state(model, state, f"{source} [fine-tuned]", may_miss=may_miss)
     if left:
         log.info("%s: %s keep their initialisation", source, ", ".join(left))
 
 
-@torch.no_grad()
-def _check_lm4ve_llama(model: nn.Module, llama: Mapping[str, torch.Tensor], source: str) -> None:
+def _check_lm4ve_llama(model: nn.Module, llama: LM4VELlama, source: str) -> None:
     """LM4VE's saved LLaMA copy must be the block the model already holds (from ``--llm-path``)."""
     adapter = getattr(model, "llm", None)
     if not isinstance(adapter, LLMAdapter) or adapter.lm is None:
         raise CheckpointError(f"{source} holds LLaMA tensors ('llama.*'): build the model with llm_variant frozen "
                               "and --llm-path LLaMA-7B (llm_layers 15 for the official video runs)")
     lm = adapter.lm
-    blocks: dict[int, dict[str, torch.Tensor]] = {}
-    for key, tensor in llama.items():
-        match = _LM4VE_LAYER.match(key)
-        if key == LM4VE_FINAL_NORM:
-            if lm.final_norm_mode != "unit" or not torch.all(tensor == 1):
-                raise CheckpointError(f"{source}: '{key}' needs llm_final_norm unit and all-ones weights")
-            continue
-        if match is None or match.group(2) not in _META_TO_LOGICAL:
-            raise CheckpointError(f"{source}: unknown LLaMA tensor '{key}'")
-        blocks.setdefault(int(match.group(1)), {})[f"{_META_TO_LOGICAL[match.group(2)]}.weight"] = tensor
-    if sorted(blocks) != list(range(len(lm.blocks))):
-        raise CheckpointError(f"{source} has LLaMA blocks {sorted(blocks)}; the model has {len(lm.blocks)} "
-                              "(llm_layers must select as many)")
-    for j, tensors in sorted(blocks.items()):
-        block = lm.blocks[j]
-        for name, parts in block.fused_sources().items():
-            absent = [p for p in parts if p not in tensors]
-            if absent:
-                raise CheckpointError(f"{source}: LLaMA block {j} lacks {', '.join(absent)}")
-            param = block.get_parameter(name)
-            saved = torch.cat([tensors[p] for p in parts])
-            if saved.shape != param.shape or not torch.equal(param, saved.to(param.dtype)):
-                raise CheckpointError(
-                    f"{source}: its LLaMA block {j} differs from the one built from --llm-path (layers "
-                    f"{lm.layer_indices}, tensor {name}); pass the LLaMA it was trained with and its llm_layers "
-                    "(15 for LM4VE's video runs), without --llm-fp8")
+    check_lm4ve_llama(lm, llama)
+    if not lm4ve_llama_matches(lm, llama):
+        raise CheckpointError(
+            f"{source}: its LLaMA block differs from the one built from --llm-path (layers {lm.layer_indices}); "
+            "pass the LLaMA it was trained with and its llm_layers (15 for LM4VE's video runs), without --llm-fp8")
     log.info("%s: its LLaMA block equals --llm-path layers %s", source, lm.layer_indices)
 
 

@@ -15,9 +15,7 @@ softmax averaged per video, top-1 / top-5 over the videos, merged across ranks.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-from pathlib import Path
 
 from action_recognition.checkpoints import load_finetuned, read_state_dict
 from action_recognition.data import build_test_dataset
@@ -64,13 +62,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
     model.to(info.device)
     evaluate_fn = make_evaluate_fn(args.nb_classes, args.batch_size * args.num_sample)
     metrics = loop.evaluate(evaluate_fn, model, eval_loader(test_set, args), info.device, args.amp)
-    result = {f"test_{k}": v for k, v in metrics.items()}
-    if info.is_main:
-        print(json.dumps(result), flush=True)
-        if args.results:
-            Path(args.results).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.results).write_text(json.dumps(result) + "\n")
-    return result
+    return loop.report_results(metrics, args.results, info.is_main)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,8 @@ from timm.models.vision_transformer import Block
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from common.frozen_lm import LLMAdapter, LLMSpec
+from common.engine.config import config_value
+from common.frozen_lm import LLMSpec, build_adapter
 
 # VideoMAE's ``vit_small_patch16_224`` / ``vit_base_patch16_224`` (modeling_finetune.py register functions).
 ARCHS: dict[str, dict[str, int]] = {
@@ -105,17 +106,6 @@ class TubeletEmbed(nn.Module):
         return self.proj(x).flatten(2).transpose(1, 2)
 
 
-def build_llm(visual_dim: int, llm: LLMSpec | nn.Module | None) -> nn.Module | None:
-    """The adapter for ``llm``: None for no LLM, built from an ``LLMSpec``, or a ready-made module used as is."""
-    if llm is None:
-        return None
-    if isinstance(llm, LLMSpec):
-        return LLMAdapter.from_spec(visual_dim, llm) if llm.enabled else None
-    if isinstance(llm, nn.Module):
-        return llm
-    raise TypeError(f"llm must be an LLMSpec, an nn.Module or None, not {type(llm).__name__}")
-
-
 class VideoViT(nn.Module):
     """VideoMAE's fine-tuning ViT (mean pooling); ``llm`` adds the frozen LLM block after the blocks.
 
@@ -153,7 +143,7 @@ class VideoViT(nn.Module):
                 self.head.weight.mul_(init_scale)
                 self.head.bias.mul_(init_scale)
         # The graft, created after the ViT init as in LM4VE (the LLM block's layers are not nn.Linear anyway).
-        self.llm = build_llm(embed_dim, llm)
+        self.llm = build_adapter(embed_dim, llm)
 
     @staticmethod
     def _init_weights(m: nn.Module) -> None:
@@ -204,27 +194,13 @@ class VideoViT(nn.Module):
         return self.head(self.fc_dropout(self.forward_features(x)))
 
 
-def _value(cfg: Mapping[str, Any] | argparse.Namespace, key: str, default: Any = None) -> Any:
-    values = vars(cfg) if isinstance(cfg, argparse.Namespace) else cfg
-    value = values.get(key, default)
-    return default if value is None else value
-
-
-def llm_spec(cfg: Mapping[str, Any] | argparse.Namespace) -> LLMSpec:
-    """The ``LLMSpec`` of a run config's ``llm_*`` keys; ``llm_seed`` unset means the run's ``seed``."""
-    values = dict(vars(cfg) if isinstance(cfg, argparse.Namespace) else cfg)
-    if values.get("llm_seed") is None and values.get("seed") is not None:
-        values["llm_seed"] = int(values["seed"])
-    return LLMSpec.from_namespace(values)
-
-
 def architecture(cfg: Mapping[str, Any] | argparse.Namespace) -> dict[str, int]:
     """``model``'s width/depth/heads/patch, with any ``embed_dim`` / ``depth`` / ``num_heads`` / ``patch_size``
     the config sets (for small test models)."""
-    name = _value(cfg, "model")
+    name = config_value(cfg, "model")
     if name not in ARCHS:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(ARCHS)}")
-    return {key: int(_value(cfg, key, default)) for key, default in ARCHS[name].items()}
+    return {key: int(config_value(cfg, key, default)) for key, default in ARCHS[name].items()}
 
 
 def build_model(cfg: Mapping[str, Any] | argparse.Namespace, num_classes: int | None = None) -> VideoViT:
@@ -234,11 +210,14 @@ def build_model(cfg: Mapping[str, Any] | argparse.Namespace, num_classes: int | 
     ``num_frames``, ``tubelet_size``, ``drop``, ``attn_drop_rate``, ``drop_path``, ``fc_drop_rate``,
     ``init_scale``, ``use_checkpoint``, ``nb_classes`` (unless ``num_classes`` is given) and ``llm_*``.
     """
+    def value(key: str, default: Any) -> Any:
+        return config_value(cfg, key, default)
+
     return VideoViT(
-        img_size=int(_value(cfg, "input_size", 224)), num_classes=int(num_classes if num_classes is not None
-                                                                       else _value(cfg, "nb_classes", SSV2_CLASSES)),
-        drop_rate=float(_value(cfg, "drop", 0.0)), attn_drop_rate=float(_value(cfg, "attn_drop_rate", 0.0)),
-        drop_path_rate=float(_value(cfg, "drop_path", 0.1)), fc_drop_rate=float(_value(cfg, "fc_drop_rate", 0.0)),
-        init_scale=float(_value(cfg, "init_scale", 0.001)), num_frames=int(_value(cfg, "num_frames", 16)),
-        tubelet_size=int(_value(cfg, "tubelet_size", 2)), use_checkpoint=bool(_value(cfg, "use_checkpoint", False)),
-        llm=llm_spec(cfg), **architecture(cfg))
+        img_size=int(value("input_size", 224)),
+        num_classes=int(num_classes if num_classes is not None else value("nb_classes", SSV2_CLASSES)),
+        drop_rate=float(value("drop", 0.0)), attn_drop_rate=float(value("attn_drop_rate", 0.0)),
+        drop_path_rate=float(value("drop_path", 0.1)), fc_drop_rate=float(value("fc_drop_rate", 0.0)),
+        init_scale=float(value("init_scale", 0.001)), num_frames=int(value("num_frames", 16)),
+        tubelet_size=int(value("tubelet_size", 2)), use_checkpoint=bool(value("use_checkpoint", False)),
+        llm=LLMSpec.from_config(cfg), **architecture(cfg))

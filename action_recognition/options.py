@@ -12,18 +12,12 @@ import argparse
 
 from common.engine import config
 from common.engine.errors import ConfigError
-from common.frozen_lm.adapter import MODES, VARIANTS
-from common.frozen_lm.model import DTYPES, FINAL_NORMS
+from common.frozen_lm import add_llm_args
 
 from .data.sampling import MAX_TEST_SEGMENTS
 from .models import ARCHS, SSV2_CLASSES
 
 LR_REFERENCE_BATCH = 256  # VideoMAE: lr, min_lr and warmup_lr are per 256 videos, scaled by the total batch
-
-
-def _optional_str(text: str) -> str | None:
-    """``none`` / empty -> None (e.g. ``--aa none`` turns RandAugment off)."""
-    return None if text.strip().lower() in ("", "none", "null") else text
 
 
 def add_task_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -66,34 +60,17 @@ def add_task_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                        help="VideoMAE pretrained (videomae_ssv2_vit{s,b}.pth) or fine-tuned checkpoint to start from")
     model.add_argument("--model-key", default="model|module", help="where the weights sit in --finetune")
 
-    llm = parser.add_argument_group("frozen LLM block (common.frozen_lm.LLMSpec)")
-    llm.add_argument("--llm-variant", default="none", choices=VARIANTS)
-    llm.add_argument("--llm-path", default=None, help="LLM checkpoint: Meta dir, HF dir or .gguf file")
-    llm.add_argument("--llm-layers", type=int, nargs="+", default=[-1],
-                     help="block indices, consecutive (LM4VE's video code: 15; the paper: -1, the last)")
-    llm.add_argument("--llm-mode", default="replace", choices=MODES)
-    llm.add_argument("--llm-final-norm", default="unit", choices=FINAL_NORMS)
-    llm.add_argument("--llm-dtype", default="float32", choices=DTYPES, help="storage dtype of the frozen weights")
-    llm.add_argument("--llm-grad-checkpointing", action=b, default=False,
-                     help="recompute the LLM block in the backward pass (1568 tokens x 4096 wide activations)")
-    llm.add_argument("--llm-fp8", action=b, default=False, help="FP8 GEMMs in the frozen block (frozen variants)")
-    llm.add_argument("--llm-seed", type=int, default=None, help="init seed of random_* blocks (default: --seed)")
+    add_llm_args(parser, layers_help="block indices, consecutive (LM4VE's video code: 15; the paper: -1, the last)")
 
     aug = parser.add_argument_group("augmentation")
-    aug.add_argument("--aa", type=_optional_str, default="rand-m7-n4-mstd0.5-inc1", help="timm RandAugment; 'none' off")
+    aug.add_argument("--aa", type=config.optional_str,
+                     default="rand-m7-n4-mstd0.5-inc1", help="timm RandAugment; 'none' off")
     aug.add_argument("--train-interpolation", default="bicubic", choices=("random", "bilinear", "bicubic"))
     aug.add_argument("--reprob", type=float, default=0.25, help="random erasing probability")
     aug.add_argument("--remode", default="pixel", choices=("const", "rand", "pixel"))
     aug.add_argument("--recount", type=int, default=1)
 
-    mix = parser.add_argument_group("mixup / cutmix / label smoothing")
-    mix.add_argument("--mixup", type=float, default=0.8, help="mixup alpha (0: off)")
-    mix.add_argument("--cutmix", type=float, default=1.0, help="cutmix alpha (0: off)")
-    mix.add_argument("--cutmix-minmax", type=float, nargs=2, default=None, metavar=("MIN", "MAX"))
-    mix.add_argument("--mixup-prob", type=float, default=1.0)
-    mix.add_argument("--mixup-switch-prob", type=float, default=0.5)
-    mix.add_argument("--mixup-mode", default="batch", choices=("batch", "pair", "elem"))
-    mix.add_argument("--smoothing", type=float, default=0.1, help="label smoothing")
+    config.add_mixup_args(parser)
 
     lr = parser.add_argument_group("learning rate")
     lr.add_argument("--unscale-lr", action=b, default=False,
@@ -108,17 +85,6 @@ def build_parser(description: str = "Fine-tune VideoMAE (± a frozen LLM block) 
                  ) -> argparse.ArgumentParser:
     """The full parser (a fresh one per call, see ``config.parse_args``)."""
     return add_task_args(config.make_parser(description))
-
-
-def resolve_batch_size(args: argparse.Namespace, world_size: int) -> None:
-    """``--total-batch-size`` -> per-process ``--batch-size`` (videos)."""
-    if args.total_batch_size is None:
-        return
-    per_step = world_size * args.accum_iter
-    if args.total_batch_size % per_step:
-        raise ConfigError(f"--total-batch-size {args.total_batch_size} is not divisible by world size {world_size} "
-                          f"x --accum-iter {args.accum_iter}")
-    args.batch_size = args.total_batch_size // per_step
 
 
 def total_batch(args: argparse.Namespace, world_size: int) -> int:

@@ -43,25 +43,17 @@ from action_recognition.options import (
     check_args,
     check_mixup_batch,
     mixup_active,
-    resolve_batch_size,
     scaled_lrs,
     total_batch,
 )
 from common.engine import checkpoint, config, distributed, loop, optim
-from common.engine.errors import CheckpointError, ConfigError
-from common.frozen_lm import CheckpointError as LLMCheckpointError
 
 log = logging.getLogger("action_recognition.train")
 
 
 def create_model(args: argparse.Namespace) -> VideoViT:
     """``build_model`` with LLM-spec and LLM-checkpoint problems turned into one-line CLI errors."""
-    try:
-        return build_model(args)
-    except LLMCheckpointError as e:
-        raise CheckpointError(f"--llm-path: {e}") from e
-    except ValueError as e:
-        raise ConfigError(str(e)) from e
+    return loop.create_model(build_model, args)
 
 
 def build_mixup(args: argparse.Namespace) -> Mixup | None:
@@ -150,7 +142,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
     for split in ("train", "val"):  # a wrong --data-path fails before the run directory is written
         annotation_path(args.data_path, split)
     info = loop.setup(args)
-    resolve_batch_size(args, info.world_size)
+    config.resolve_total_batch_size(args, info.world_size)
     check_mixup_batch(args)
     config.save_config(args, args.output_dir)  # again, now with the per-process batch size
     train_set, val_set = build_train_dataset(args), build_test_dataset(args)

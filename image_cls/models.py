@@ -24,21 +24,11 @@ from timm.models.vision_transformer import VisionTransformer
 from timm.models.vision_transformer import _cfg as vit_cfg
 from torch import nn
 
-from common.frozen_lm import LLMAdapter, LLMSpec
+from common.engine.config import config_value
+from common.frozen_lm import LLMSpec, build_adapter
 
 LLM_POSITIONS = ("head", "middle", "tail")  # paper Table D; "tail" is the official placement
 GREY_DATASETS = ("fashion_mnist", "digits")  # one input channel; every other data set is RGB
-
-
-def build_llm(visual_dim: int, llm: LLMSpec | nn.Module | None) -> nn.Module | None:
-    """The adapter for ``llm``: None for no LLM, built from an ``LLMSpec``, or a ready-made module used as is."""
-    if llm is None:
-        return None
-    if isinstance(llm, LLMSpec):
-        return LLMAdapter.from_spec(visual_dim, llm) if llm.enabled else None
-    if isinstance(llm, nn.Module):
-        return llm
-    raise TypeError(f"llm must be an LLMSpec, an nn.Module or None, not {type(llm).__name__}")
 
 
 class VisionTransformerLLM(VisionTransformer):
@@ -58,7 +48,7 @@ class VisionTransformerLLM(VisionTransformer):
             raise ValueError(f"llm_position must be one of {LLM_POSITIONS}, got {llm_position!r}")
         self.llm_position = llm_position
         # The graft: the only place the frozen LLM block enters this model.
-        self.llm = build_llm(self.embed_dim, llm)
+        self.llm = build_adapter(self.embed_dim, llm)
 
     @property
     def llm_split(self) -> int:
@@ -166,43 +156,29 @@ def vit_demo_llm(pretrained: bool = False, **kwargs: Any) -> VisionTransformerLL
     return _create("vit_demo_llm", pretrained, args, kwargs)
 
 
-def _config_value(cfg: Mapping[str, Any] | argparse.Namespace, key: str, default: Any = None) -> Any:
-    values = vars(cfg) if isinstance(cfg, argparse.Namespace) else cfg
-    value = values.get(key, default)
-    return default if value is None else value
-
-
-def llm_spec(cfg: Mapping[str, Any] | argparse.Namespace) -> LLMSpec:
-    """The ``LLMSpec`` of a run config's ``llm_*`` keys; ``llm_seed`` unset means the run's ``seed``."""
-    values = dict(vars(cfg) if isinstance(cfg, argparse.Namespace) else cfg)
-    if values.get("llm_seed") is None and values.get("seed") is not None:
-        values["llm_seed"] = int(values["seed"])
-    return LLMSpec.from_namespace(values)
-
-
 def build_model(cfg: Mapping[str, Any] | argparse.Namespace, num_classes: int, *,
                 in_chans: int | None = None) -> VisionTransformerLLM:
     """The model a run config describes: the one constructor used by train, evaluate and the analysis tools.
 
     Keys read: ``model`` (a registered ``*_llm`` name), ``input_size``, ``drop``, ``drop_path``, ``llm_position``,
-    ``llm_*`` (see ``llm_spec``) and ``dataset`` (``fashion_mnist`` / ``digits`` -> one input channel, else 3;
+    ``llm_*`` (``LLMSpec.from_config``) and ``dataset`` (``fashion_mnist`` / ``digits`` -> one input channel, else 3;
     absent -> the model's own default). ``in_chans`` overrides the channel count (e.g. read off saved weights).
     """
-    name = _config_value(cfg, "model")
+    name = config_value(cfg, "model")
     if not name:
         raise ValueError("the run config has no 'model' key")
     if name not in timm.list_models("*_llm"):
         raise ValueError(f"unknown model {name!r}; registered: {', '.join(timm.list_models('*_llm'))}")
     kwargs: dict[str, Any] = {
         "num_classes": int(num_classes),
-        "drop_rate": float(_config_value(cfg, "drop", 0.0)),
-        "drop_path_rate": float(_config_value(cfg, "drop_path", 0.0)),
-        "llm": llm_spec(cfg),
-        "llm_position": _config_value(cfg, "llm_position", "tail"),
+        "drop_rate": float(config_value(cfg, "drop", 0.0)),
+        "drop_path_rate": float(config_value(cfg, "drop_path", 0.0)),
+        "llm": LLMSpec.from_config(cfg),
+        "llm_position": config_value(cfg, "llm_position", "tail"),
     }
-    if _config_value(cfg, "input_size") is not None:
-        kwargs["img_size"] = int(_config_value(cfg, "input_size"))
-    dataset = _config_value(cfg, "dataset")
+    if config_value(cfg, "input_size") is not None:
+        kwargs["img_size"] = int(config_value(cfg, "input_size"))
+    dataset = config_value(cfg, "dataset")
     if in_chans is None and dataset is not None:
         in_chans = 1 if dataset in GREY_DATASETS else 3
     if in_chans is not None:

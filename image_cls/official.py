@@ -20,10 +20,8 @@ mis-shaped key is an error naming it.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import pickle
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,14 +29,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from common.frozen_lm import FrozenLM, LLMAdapter, LMConfig, meta_ffn_hidden
-from common.frozen_lm.formats.meta import MetaReader
+from common.engine.checkpoint import load_model_state
+from common.engine.errors import CheckpointError
+from common.frozen_lm import CheckpointError as LMCheckpointError
+from common.frozen_lm import (
+    FrozenLM,
+    LLMAdapter,
+    LM4VELlama,
+    LMConfig,
+    load_lm4ve_llama,
+    meta_ffn_hidden,
+    split_lm4ve_state_dict,
+)
 from image_cls.models import VisionTransformerLLM
-
-PROJECTION_KEYS = {"llama_dim_mapper1.weight": "llm.in_proj.weight", "llama_dim_mapper2.weight": "llm.out_proj.weight"}
-FINAL_NORM_KEY = "llama.norm.weight"
-_LAYER_KEY = re.compile(r"^llama\.layers\.(\d+)\.(.+)$")
-_META_TO_LOGICAL = {meta: logical for logical, meta in MetaReader.module_names.items()}
 
 # The LLaMA config the released models were built with (vit_llama.py ``llama_default_config``: LLaMA-7B,
 # first_layer 31): dim 4096, 32 heads, multiple_of 256 -> FFN 11008, norm_eps 1e-6.
@@ -72,34 +75,12 @@ def read_official_checkpoint(path: str | os.PathLike, use_ema: bool = False) -> 
     return dict(state)
 
 
-def split_official_state_dict(state: Mapping[str, torch.Tensor]
-                              ) -> tuple[dict[str, torch.Tensor], dict[int, dict[str, torch.Tensor]],
-                                         torch.Tensor | None]:
-    """(ViT + projection tensors under our keys, {block j: tensors by logical name}, llama.norm.weight)."""
-    model_state: dict[str, torch.Tensor] = {}
-    blocks: dict[int, dict[str, torch.Tensor]] = {}
-    final_norm = None
-    for key, tensor in state.items():
-        match = _LAYER_KEY.match(key)
-        if key in PROJECTION_KEYS:
-            model_state[PROJECTION_KEYS[key]] = tensor
-        elif key == FINAL_NORM_KEY:
-            final_norm = tensor
-        elif match:
-            module, _, param = match.group(2).rpartition(".")
-            if module not in _META_TO_LOGICAL:
-                raise OfficialCheckpointError(f"unknown LLaMA tensor '{key}' in the official checkpoint")
-            blocks.setdefault(int(match.group(1)), {})[f"{_META_TO_LOGICAL[module]}.{param}"] = tensor
-        elif key.startswith("llama"):
-            raise OfficialCheckpointError(f"unknown LLaMA tensor '{key}' in the official checkpoint")
-        else:
-            model_state[key] = tensor
-    return model_state, blocks, final_norm
-
-
-def _official_key(block: int, logical: str) -> str:
-    module, _, param = logical.rpartition(".")
-    return f"llama.layers.{block}.{MetaReader.module_names.get(module, module)}.{param}"
+def split_official_state_dict(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], LM4VELlama]:
+    """(ViT + projection tensors under our keys, the LLaMA part: blocks by logical name, ``llama.norm.weight``)."""
+    try:
+        return split_lm4ve_state_dict(state)
+    except LMCheckpointError as err:
+        raise OfficialCheckpointError(f"{err} in the official checkpoint") from None
 
 
 def _official_lm(model: nn.Module) -> FrozenLM:
@@ -113,16 +94,6 @@ def _official_lm(model: nn.Module) -> FrozenLM:
     return llm.lm
 
 
-def _sha256(tensors: Mapping[str, torch.Tensor]) -> str:
-    digest = hashlib.sha256()
-    for key in sorted(tensors):
-        tensor = tensors[key].detach().contiguous().cpu()
-        digest.update(key.encode())
-        digest.update(repr(tuple(tensor.shape)).encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
 @torch.no_grad()
 def load_official_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], source: str = "") -> None:
     """Copy an official ViT-LLaMA state dict into ``model`` (a ``VisionTransformerLLM`` with an LLM at the tail).
@@ -131,61 +102,17 @@ def load_official_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor]
     fingerprint then names the official checkpoint (``source``) and the sha256 of its LLaMA tensors.
     """
     lm = _official_lm(model)
-    model_state, blocks, final_norm = split_official_state_dict(state)
-    if sorted(blocks) != list(range(len(lm.blocks))):
-        raise OfficialCheckpointError(f"the official checkpoint has LLaMA blocks {sorted(blocks)}, the model "
-                                      f"{len(lm.blocks)} (llm_layers must select as many blocks)")
-    expected = lm.config.layer_tensor_shapes()
-    for j, tensors in sorted(blocks.items()):
-        for name in sorted(set(expected) | set(tensors)):
-            key = _official_key(j, name)
-            if name not in tensors:
-                raise OfficialCheckpointError(f"missing tensor '{key}' in the official checkpoint")
-            if name not in expected:
-                raise OfficialCheckpointError(f"unexpected tensor '{key}' for a {lm.config.family} block")
-            if tuple(tensors[name].shape) != tuple(expected[name]):
-                raise OfficialCheckpointError(f"'{key}' has shape {tuple(tensors[name].shape)}, the model's "
-                                              f"LLM block needs {tuple(expected[name])}")
-        lm.blocks[j].load_tensors(tensors)
-    _load_final_norm(lm, final_norm)
+    model_state, llama = split_official_state_dict(state)
+    try:
+        load_lm4ve_llama(lm, llama, source, origin="official_checkpoint")
+    except LMCheckpointError as err:
+        raise OfficialCheckpointError(f"the official checkpoint: {err}") from None
     # The LM now holds the official weights; its own (current) entries complete the state dict when it is trainable.
     own_lm = {k: v for k, v in model.state_dict().items() if k.startswith("llm.lm.")}
-    missing, unexpected = _diff_keys(model, {**model_state, **own_lm})
-    if missing or unexpected:
-        raise OfficialCheckpointError(f"official checkpoint does not match the model: missing {missing[:5]}, "
-                                      f"unexpected {unexpected[:5]}")
-    own_state = model.state_dict()
-    for key, tensor in model_state.items():
-        target = own_state[key]
-        if tuple(tensor.shape) != tuple(target.shape):
-            raise OfficialCheckpointError(f"'{key}' has shape {tuple(tensor.shape)} in the official checkpoint, "
-                                          f"{tuple(target.shape)} in the model")
-    model.load_state_dict({**model_state, **own_lm}, strict=True)
-    llama_tensors = {k: v for k, v in state.items() if k.startswith("llama.")}
-    lm.fingerprint = {"source": "official_checkpoint", "path": source, "format": "lm4ve", "family": lm.config.family,
-                      "layers": list(lm.layer_indices), "final_norm": lm.final_norm_mode,
-                      "sha256": _sha256(llama_tensors), "dtype": str(lm.compute_dtype).removeprefix("torch.")}
-
-
-def _load_final_norm(lm: FrozenLM, weight: torch.Tensor | None) -> None:
-    if weight is None:
-        raise OfficialCheckpointError(f"missing '{FINAL_NORM_KEY}' in the official checkpoint")
-    if tuple(weight.shape) != (lm.dim,):
-        raise OfficialCheckpointError(f"'{FINAL_NORM_KEY}' has shape {tuple(weight.shape)}, expected ({lm.dim},)")
-    mode = lm.final_norm_mode
-    if mode == "none":
-        raise OfficialCheckpointError("the official model ends its LLaMA stack with an RMSNorm; llm_final_norm "
-                                      "'none' cannot reproduce it (use 'unit')")
-    if mode == "unit" and not torch.all(weight == 1):
-        raise OfficialCheckpointError(f"'{FINAL_NORM_KEY}' is not all ones, so llm_final_norm 'unit' would drop it; "
-                                      "use llm_final_norm 'pretrained'")
-    if mode == "pretrained":
-        lm.final_norm.weight.copy_(weight)
-
-
-def _diff_keys(model: nn.Module, state: Mapping[str, torch.Tensor]) -> tuple[list[str], list[str]]:
-    own = set(model.state_dict())
-    return sorted(own - set(state)), sorted(set(state) - own)
+    try:
+        load_model_state(model, {**model_state, **own_lm}, "official checkpoint")
+    except CheckpointError as err:
+        raise OfficialCheckpointError(str(err)) from None
 
 
 def infer_vit_args(state: Mapping[str, torch.Tensor], num_heads: int | None = None) -> dict[str, Any]:
@@ -218,7 +145,7 @@ def build_official_model(path: str | os.PathLike, lm_config: LMConfig = LLAMA_7B
     (``lm_config``: the released models' LLaMA-7B config by default) and filled from the file.
     """
     state = read_official_checkpoint(path, use_ema)
-    _, blocks, _ = split_official_state_dict(state)
+    blocks = split_official_state_dict(state)[1].blocks
     if not blocks or "llama_dim_mapper1.weight" not in state:
         raise OfficialCheckpointError(f"{path}: no 'llama.layers.*' / 'llama_dim_mapper1.weight' tensors "
                                       "(not a ViT-LLaMA checkpoint)")

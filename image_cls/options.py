@@ -11,18 +11,12 @@ from __future__ import annotations
 import argparse
 
 from common.engine import config
-from common.frozen_lm.adapter import MODES, VARIANTS
-from common.frozen_lm.model import DTYPES, FINAL_NORMS
+from common.frozen_lm import add_llm_args
 from image_cls.data.imagenet import LAYOUTS
 from image_cls.models import LLM_POSITIONS
 
 DATASETS = ("imagenet", "fashion_mnist", "digits")
 LR_REFERENCE_BATCH = 512  # DeiT: --lr is the LR of a 512-image batch, scaled linearly with the global batch
-
-
-def _optional_str(text: str) -> str | None:
-    """``none`` / empty -> None (e.g. ``--aa none`` turns RandAugment off)."""
-    return None if text.strip().lower() in ("", "none", "null") else text
 
 
 def add_task_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -34,16 +28,8 @@ def add_task_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     model.add_argument("--drop", type=float, default=0.0, help="dropout rate")
     model.add_argument("--drop-path", type=float, default=0.1, help="stochastic depth rate")
 
-    llm = parser.add_argument_group("frozen LLM block (common.frozen_lm.LLMSpec)")
-    llm.add_argument("--llm-variant", default="none", choices=VARIANTS)
-    llm.add_argument("--llm-path", default=None, help="LLM checkpoint: Meta dir, HF dir or .gguf file")
-    llm.add_argument("--llm-layers", type=int, nargs="+", default=[-1], help="block indices (consecutive)")
-    llm.add_argument("--llm-mode", default="replace", choices=MODES)
-    llm.add_argument("--llm-final-norm", default="unit", choices=FINAL_NORMS)
-    llm.add_argument("--llm-dtype", default="float32", choices=DTYPES, help="storage dtype of the frozen weights")
+    llm = add_llm_args(parser)
     llm.add_argument("--llm-position", default="tail", choices=LLM_POSITIONS, help="where the block sits")
-    llm.add_argument("--llm-grad-checkpointing", action=b, default=False)
-    llm.add_argument("--llm-seed", type=int, default=None, help="init seed of random_* blocks (default: --seed)")
 
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", "--data-set", dest="dataset", default="imagenet", choices=DATASETS,
@@ -58,21 +44,15 @@ def add_task_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
     aug = parser.add_argument_group("augmentation (imagenet; the grey demo sets are used as they are)")
     aug.add_argument("--color-jitter", type=float, default=0.4)
-    aug.add_argument("--aa", type=_optional_str, default="rand-m9-mstd0.5-inc1", help="timm auto-augment; 'none' off")
+    aug.add_argument("--aa", type=config.optional_str,
+                     default="rand-m9-mstd0.5-inc1", help="timm auto-augment; 'none' off")
     aug.add_argument("--train-interpolation", default="bicubic", choices=("random", "bilinear", "bicubic"))
     aug.add_argument("--reprob", type=float, default=0.25, help="random erasing probability")
     aug.add_argument("--remode", default="pixel", choices=("const", "rand", "pixel"))
     aug.add_argument("--recount", type=int, default=1)
     aug.add_argument("--repeated-aug", action=b, default=True, help="3 repeats per image (timm RepeatAugSampler)")
 
-    mix = parser.add_argument_group("mixup / cutmix / label smoothing")
-    mix.add_argument("--mixup", type=float, default=0.8, help="mixup alpha (0: off)")
-    mix.add_argument("--cutmix", type=float, default=1.0, help="cutmix alpha (0: off)")
-    mix.add_argument("--cutmix-minmax", type=float, nargs=2, default=None, metavar=("MIN", "MAX"))
-    mix.add_argument("--mixup-prob", type=float, default=1.0)
-    mix.add_argument("--mixup-switch-prob", type=float, default=0.5)
-    mix.add_argument("--mixup-mode", default="batch", choices=("batch", "pair", "elem"))
-    mix.add_argument("--smoothing", type=float, default=0.1, help="label smoothing")
+    config.add_mixup_args(parser)
 
     lr = parser.add_argument_group("learning rate")
     lr.add_argument("--unscale-lr", action=b, default=False,

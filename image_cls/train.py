@@ -27,11 +27,12 @@ from torch import nn
 
 from common.engine import distributed, loop, optim
 from common.engine.errors import ConfigError
+from common.frozen_lm import LLMSpec
 from image_cls.data.build import TaskData, build_task_data
 from image_cls.data.imagenet import DataPathError
 from image_cls.data.transforms import build_mixup, build_train_sampler
 from image_cls.evaluation import evaluate_accuracy
-from image_cls.models import build_model, llm_spec
+from image_cls.models import build_model
 from image_cls.options import build_parser, global_batch, optimizer_lr
 
 log = logging.getLogger("image_cls.train")
@@ -55,7 +56,7 @@ def _check_args(args: argparse.Namespace) -> None:
         if getattr(args, name) < 0:
             raise ConfigError(f"--{name.replace('_', '-')} must be >= 0")
     try:  # the LLM settings fail fast, before a long data-set scan
-        spec = llm_spec(args)
+        spec = LLMSpec.from_config(args)
     except ValueError as err:
         raise ConfigError(str(err)) from err
     if spec.enabled and not Path(spec.path).exists():

@@ -22,19 +22,18 @@ of a run started from such a file resume and evaluate against ``--llm-path`` as 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from common.engine.checkpoint import load_model_state
 from common.engine.errors import CheckpointError
-from common.frozen_lm import FrozenLM, LLMAdapter
-from common.frozen_lm.formats.meta import MetaReader
+from common.frozen_lm import CheckpointError as LMCheckpointError
+from common.frozen_lm import FrozenLM, LLMAdapter, load_lm4ve_llama, split_lm4ve_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +44,7 @@ PRETRAIN_ONLY_KEYS = ("queue", "queue_ptr", "transformer_q.mask_token")
 # Model tensors a pretrained checkpoint does not have: they keep their initialisation.
 NEW_IN_FINETUNING = ("cls_head_finetune.", "llm.")
 # BatchNorm counters: torch's loader itself tolerates their absence in old files (they restart at 0).
-OPTIONAL_SUFFIX = ".num_batches_tracked"
-
-LM4VE_PROJECTIONS = {"llama_dim_mapper1.weight": "llm.in_proj.weight",
-                     "llama_dim_mapper2.weight": "llm.out_proj.weight"}
-LM4VE_FINAL_NORM = "llama.norm.weight"
-_LM4VE_LAYER = re.compile(r"^llama\.layers\.(\d+)\.(.+)\.(weight|bias)$")
-_META_TO_LOGICAL = {meta: logical for logical, meta in MetaReader.module_names.items()}
+OPTIONAL_SUFFIXES = (".num_batches_tracked",)
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -99,28 +92,6 @@ def pretrained_to_finetune(state: Mapping[str, torch.Tensor]) -> tuple[dict[str,
     return mapped, dropped
 
 
-def _check_and_load(model: nn.Module, state: Mapping[str, torch.Tensor], source: str,
-                    may_miss: tuple[str, ...] = ()) -> list[str]:
-    """Strict load except for model keys starting with ``may_miss`` (returned) and BN counters."""
-    own = model.state_dict()
-    missing = sorted(k for k in own.keys() - state.keys() if not k.endswith(OPTIONAL_SUFFIX))
-    allowed = [k for k in missing if k.startswith(may_miss)]
-    missing = [k for k in missing if not k.startswith(may_miss)]
-    unexpected = sorted(state.keys() - own.keys())
-    shapes = sorted(f"{k} {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-                    for k in own.keys() & state.keys() if state[k].shape != own[k].shape)
-    problems = [f"{label}: {', '.join(keys[:4])}" + (f" (+{len(keys) - 4} more)" if len(keys) > 4 else "")
-                for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape differs", shapes))
-                if keys]
-    if problems:
-        raise CheckpointError(f"{source} does not match the model; {'; '.join(problems)}")
-    result = model.load_state_dict(dict(state), strict=False)  # the key sets were checked just above
-    left = [k for k in result.missing_keys if not k.endswith(OPTIONAL_SUFFIX) and not k.startswith(may_miss)]
-    if left or result.unexpected_keys:
-        raise CheckpointError(f"{source}: load left {left[:4]} missing, {result.unexpected_keys[:4]} unexpected")
-    return allowed
-
-
 def load_pretrained(model: nn.Module, path: str | os.PathLike,
                     state: Mapping[str, torch.Tensor] | None = None) -> list[str]:
     """Load ``Point-BERT.pth`` into a ``PointTransformer``; returns the model keys left at init (head, adapter).
@@ -130,7 +101,8 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike,
     mapped, dropped = pretrained_to_finetune(read_state_dict(path) if state is None else state)
     log.info("%s: %d pretraining-only tensors ignored by name (transformer_k, dvae, queue, lm_head, cls_head, "
              "mask_token)", path, len(dropped))
-    return _check_and_load(model, mapped, f"{path} [pretrained Point-BERT]", may_miss=NEW_IN_FINETUNING)
+    return load_model_state(model, mapped, f"{path} [pretrained Point-BERT]", may_miss=NEW_IN_FINETUNING,
+                            optional_suffixes=OPTIONAL_SUFFIXES)
 
 
 def load_finetuned(model: nn.Module, path: str | os.PathLike,
@@ -138,83 +110,25 @@ def load_finetuned(model: nn.Module, path: str | os.PathLike,
     """Load a fine-tuned Point-BERT / LM4VE checkpoint strictly (LM4VE LLaMA keys mapped, see module docstring)."""
     state = read_state_dict(path) if state is None else state
     source = f"{path} [fine-tuned]"
-    own, blocks, final_norm = {}, {}, None
-    for key, tensor in state.items():
-        match = _LM4VE_LAYER.match(key)
-        if key in LM4VE_PROJECTIONS:
-            own[LM4VE_PROJECTIONS[key]] = tensor
-        elif key == LM4VE_FINAL_NORM:
-            final_norm = tensor
-        elif match:
-            if match.group(2) not in _META_TO_LOGICAL:
-                raise CheckpointError(f"{source}: unknown LLaMA tensor '{key}'")
-            logical = f"{_META_TO_LOGICAL[match.group(2)]}.{match.group(3)}"
-            blocks.setdefault(int(match.group(1)), {})[logical] = tensor
-        else:
-            own[key] = tensor
-    if blocks or final_norm is not None:
-        lm, unchanged = _load_lm4ve_blocks(model, blocks, final_norm, source)
+    try:
+        own, llama = split_lm4ve_state_dict(state)
+        if llama.present:
+            # Same LLaMA weights as --llm-path gave: its fingerprint stays true (runs resume against --llm-path).
+            load_lm4ve_llama(_lm4ve_target(model, source), llama, str(Path(path).resolve()),
+                             keep_fingerprint_if_same=True)
+    except LMCheckpointError as e:
+        raise CheckpointError(f"{source}: {e}") from e
+    if llama.present:
         own.update({k: v for k, v in model.state_dict().items() if k.startswith("llm.lm.")})
-        if not unchanged:  # else they are the weights --llm-path gave: its fingerprint stays true
-            lm.fingerprint = {"source": "lm4ve_checkpoint", "path": str(Path(path).resolve()), "format": "lm4ve",
-                              "family": lm.config.family, "layers": list(lm.layer_indices),
-                              "final_norm": lm.final_norm_mode, "sha256": _sha256(state, "llama."),
-                              "dtype": str(lm.compute_dtype).removeprefix("torch.")}
-    _check_and_load(model, own, source)
+    load_model_state(model, own, source, optional_suffixes=OPTIONAL_SUFFIXES)
 
 
-@torch.no_grad()
-def _load_lm4ve_blocks(model: nn.Module, blocks: dict[int, dict[str, torch.Tensor]], final_norm: torch.Tensor | None,
-                       source: str) -> tuple[FrozenLM, bool]:
-    """Copy LM4VE's LLaMA tensors into the model's FrozenLM; returns it and whether they equal what it held."""
+def _lm4ve_target(model: nn.Module, source: str) -> FrozenLM:
     adapter = getattr(model, "llm", None)
     if not isinstance(adapter, LLMAdapter) or adapter.lm is None or adapter.mode != "replace":
         raise CheckpointError(f"{source} holds LLaMA tensors ('llama.*'); build the model with llm_variant frozen "
                               "(or finetune / random_*) and llm_mode replace to load it")
-    lm = adapter.lm
-    if sorted(blocks) != list(range(len(lm.blocks))):
-        raise CheckpointError(f"{source} has LLaMA blocks {sorted(blocks)}; the model has {len(lm.blocks)} "
-                              "(llm_layers must select as many)")
-    expected = lm.config.layer_tensor_shapes()
-    for j, tensors in sorted(blocks.items()):
-        for name in sorted(set(expected) | set(tensors)):
-            key = f"llama.layers.{j}.{MetaReader.module_names.get(name.rsplit('.', 1)[0])}.{name.rsplit('.', 1)[1]}"
-            if name not in tensors or name not in expected:
-                raise CheckpointError(f"{source}: {'missing' if name not in tensors else 'unexpected'} tensor '{key}'")
-            if tuple(tensors[name].shape) != tuple(expected[name]):
-                raise CheckpointError(f"{source}: '{key}' has shape {tuple(tensors[name].shape)}, the LLM block "
-                                      f"needs {tuple(expected[name])}")
-    unchanged = all(_block_holds(lm.blocks[j], tensors) for j, tensors in blocks.items())
-    for j, tensors in sorted(blocks.items()):
-        lm.blocks[j].load_tensors(tensors)
-    if final_norm is None:
-        raise CheckpointError(f"{source}: missing '{LM4VE_FINAL_NORM}'")
-    if lm.final_norm_mode == "unit" and not torch.all(final_norm == 1):
-        raise CheckpointError(f"{source}: '{LM4VE_FINAL_NORM}' is not all ones; use llm_final_norm pretrained")
-    if lm.final_norm_mode == "none":
-        raise CheckpointError(f"{source}: LM4VE ends the LLaMA stack with an RMSNorm; use llm_final_norm unit")
-    if lm.final_norm_mode == "pretrained":
-        unchanged = unchanged and torch.equal(lm.final_norm.weight, final_norm.to(lm.final_norm.weight.dtype))
-        lm.final_norm.weight.copy_(final_norm)
-    return lm, unchanged
-
-
-def _block_holds(block: nn.Module, tensors: Mapping[str, torch.Tensor]) -> bool:
-    """Whether ``block``'s (fused) parameters already equal ``tensors`` (logical names)."""
-    for name, parts in block.fused_sources().items():
-        param = block.get_parameter(name)
-        if not torch.equal(param, torch.cat([tensors[p] for p in parts]).to(param.dtype)):
-            return False
-    return True
-
-
-def _sha256(state: Mapping[str, torch.Tensor], prefix: str) -> str:
-    digest = hashlib.sha256()
-    for key in sorted(k for k in state if k.startswith(prefix)):
-        tensor = state[key].detach().contiguous().cpu()
-        digest.update(key.encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
+    return adapter.lm
 
 
 def load_point_bert_checkpoint(model: nn.Module, path: str | os.PathLike) -> str:

@@ -14,9 +14,7 @@ its ``test`` reports the best of 9 such runs (``--vote-repeats 9``), ``acc_vote_
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-from pathlib import Path
 
 from common.engine import checkpoint, distributed, loop, rng
 from common.engine import logging as runlog
@@ -60,13 +58,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
     model.to(info.device)
     loader = loop.make_loader(test_set, args, train=False)
     metrics = loop.evaluate(make_evaluate_fn(args, fps_pool, count=True), model, loader, info.device, args.amp)
-    result = {f"test_{k}": v for k, v in metrics.items()}
-    if info.is_main:
-        print(json.dumps(result), flush=True)
-        if args.results:
-            Path(args.results).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.results).write_text(json.dumps(result) + "\n")
-    return result
+    return loop.report_results(metrics, args.results, info.is_main)
 
 
 if __name__ == "__main__":

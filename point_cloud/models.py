@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from timm.layers import DropPath
 from torch import nn
 
-from common.frozen_lm import LLMAdapter, LLMSpec
+from common.frozen_lm import LLMSpec, build_adapter
 from point_cloud.grouping import group_points
 
 
@@ -132,17 +132,6 @@ class Encoder(nn.Module):
         return feature.max(dim=2).values.reshape(b, g, self.encoder_channel)
 
 
-def build_llm(visual_dim: int, llm: LLMSpec | nn.Module | None) -> nn.Module | None:
-    """The adapter for ``llm``: None for no LLM, built from an ``LLMSpec``, or a ready-made module used as is."""
-    if llm is None:
-        return None
-    if isinstance(llm, LLMSpec):
-        return LLMAdapter.from_spec(visual_dim, llm) if llm.enabled else None
-    if isinstance(llm, nn.Module):
-        return llm
-    raise TypeError(f"llm must be an LLMSpec, an nn.Module or None, not {type(llm).__name__}")
-
-
 class PointTransformer(nn.Module):
     """Point-BERT's fine-tuning classifier; ``llm`` adds the frozen LLM block after the blocks, before ``norm``.
 
@@ -162,7 +151,7 @@ class PointTransformer(nn.Module):
         rates = [x.item() for x in torch.linspace(0, cfg.drop_path_rate, cfg.depth)]
         self.blocks = TransformerEncoder(cfg.trans_dim, cfg.depth, cfg.num_heads, rates)
         # The graft: the only place the frozen LLM block enters this model (LM4VE: mapper1 -> LLaMA -> mapper2).
-        self.llm = build_llm(cfg.trans_dim, llm)
+        self.llm = build_adapter(cfg.trans_dim, llm)
         self.norm = nn.LayerNorm(cfg.trans_dim)
         self.cls_head_finetune = nn.Sequential(
             nn.Linear(cfg.trans_dim * 2, 256), nn.ReLU(inplace=True), nn.Dropout(0.5), nn.Linear(256, cfg.cls_dim))
@@ -199,5 +188,6 @@ class PointTransformer(nn.Module):
 
 
 def build_model(args: argparse.Namespace) -> PointTransformer:
-    """The model a parsed task config asks for (architecture options + ``llm_*`` options)."""
-    return PointTransformer(PointBertConfig.from_namespace(args), LLMSpec.from_namespace(args))
+    """The model a parsed task config asks for (architecture options + ``llm_*`` options; ``llm_seed`` unset
+    means ``seed``)."""
+    return PointTransformer(PointBertConfig.from_namespace(args), LLMSpec.from_config(args))

@@ -19,10 +19,8 @@ import torch
 from torch import nn
 
 from common.engine import checkpoint, config, distributed, loop
-from common.engine.errors import CheckpointError, ConfigError
-from common.frozen_lm import CheckpointError as LLMCheckpointError
-from common.frozen_lm.adapter import MODES, VARIANTS
-from common.frozen_lm.model import DTYPES, FINAL_NORMS
+from common.engine.errors import ConfigError
+from common.frozen_lm import add_llm_args
 from point_cloud.checkpoints import load_point_bert_checkpoint
 from point_cloud.data import DATASETS, DataPathError, build_dataset, fps_pool_size, num_classes
 from point_cloud.data.modelnet import CACHE_POINTS
@@ -62,15 +60,7 @@ def add_task_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                        help="Point-BERT.pth (pretrained) or a fine-tuned Point-BERT/LM4VE checkpoint to start from")
     model.add_argument("--sync-bn", action=b, default=False, help="SyncBatchNorm across GPUs (LM4VE SLURM script)")
 
-    llm = parser.add_argument_group("frozen LLM block (common.frozen_lm.LLMSpec)")
-    llm.add_argument("--llm-variant", default="none", choices=VARIANTS)
-    llm.add_argument("--llm-path", default=None, help="LLM checkpoint: Meta dir, HF dir or .gguf")
-    llm.add_argument("--llm-layers", type=int, nargs="+", default=[-1], help="consecutive block indices")
-    llm.add_argument("--llm-mode", default="replace", choices=MODES)
-    llm.add_argument("--llm-final-norm", default="unit", choices=FINAL_NORMS)
-    llm.add_argument("--llm-dtype", default="float32", choices=tuple(DTYPES))
-    llm.add_argument("--llm-grad-checkpointing", action=b, default=False)
-    llm.add_argument("--llm-seed", type=int, default=0, help="init seed of the random_* controls")
+    llm = add_llm_args(parser)
     llm.add_argument("--adapter-lr", type=float, default=None,
                      help="absolute LR of the adapter (llm.*): 2.5e-4 official code, 5e-5 paper; unset: base rules")
     llm.add_argument("--adapter-weight-decay", type=float, default=0.0, help="weight decay of the adapter group")
@@ -111,19 +101,6 @@ def check_args(args: argparse.Namespace) -> int:
         raise ConfigError(str(e)) from None
 
 
-def resolve_batch_size(args: argparse.Namespace, world_size: int) -> None:
-    """``--total-batch-size`` -> per-process ``--batch-size`` (upstream ``total_bs // world_size``)."""
-    if args.total_batch_size is None:
-        return
-    per_step = world_size * args.accum_iter
-    if args.total_batch_size % per_step:
-        raise ConfigError(f"--total-batch-size {args.total_batch_size} is not divisible by world size {world_size} "
-                          f"x --accum-iter {args.accum_iter}")
-    args.batch_size = args.total_batch_size // per_step
-    log.info("total batch %d = %d processes x %d x accum %d", args.total_batch_size, world_size, args.batch_size,
-             args.accum_iter)
-
-
 def build_split(args: argparse.Namespace, split: str):
     """``split`` of ``args.dataset``; the main process builds a missing ModelNet40 cache, the others wait for it."""
     kwargs = dict(cache_points=args.cache_points, seed=0)
@@ -144,12 +121,7 @@ def build_split(args: argparse.Namespace, split: str):
 
 def create_model(args: argparse.Namespace) -> PointTransformer:
     """``build_model`` with LLM-spec and LLM-checkpoint problems turned into one-line CLI errors."""
-    try:
-        return build_model(args)
-    except LLMCheckpointError as e:
-        raise CheckpointError(f"--llm-path: {e}") from e
-    except ValueError as e:
-        raise ConfigError(str(e)) from e
+    return loop.create_model(build_model, args)
 
 
 def make_loss_fn(args: argparse.Namespace, fps_pool: int):
@@ -206,7 +178,7 @@ def main(args: argparse.Namespace) -> dict:
     """Train (or ``--eval-only``) as the config says; returns ``loop.fit``'s summary."""
     fps_pool = check_args(args)
     info = loop.setup(args)
-    resolve_batch_size(args, info.world_size)
+    config.resolve_total_batch_size(args, info.world_size)
     config.save_config(args, args.output_dir)  # again, now with the per-process batch size
     train_set, test_set = build_split(args, "train"), build_split(args, "test")
     model = create_model(args)

@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.utils.data import Dataset, get_worker_info
+from torch.utils.data import Dataset
 
 from action_recognition.data.errors import DataPathError
 from action_recognition.data.sampling import MAX_TEST_SEGMENTS, multiview_frame_indices, train_frame_indices
 from action_recognition.data.transforms import TrainAugment, multiview_clips
 from action_recognition.data.video import VideoDecodeError, VideoReader
+from common.engine.data import SkipCounter
 
 log = logging.getLogger(__name__)
 
@@ -73,25 +74,6 @@ def read_annotation_csv(csv_path: str | os.PathLike, data_root: str | os.PathLik
         raise DataPathError(f"none of the first {len(probe)} videos of {csv_path} exists (first: {probe[0].path}); "
                             "is --data-root the folder the CSV's paths are relative to?")
     return records
-
-
-class SkipCounter:
-    """Videos skipped so far, summed over the main process and all loader workers (one shared-memory slot each,
-    so no slot has two writers)."""
-
-    SLOTS = 256
-
-    def __init__(self) -> None:
-        self._counts = torch.zeros(self.SLOTS, dtype=torch.int64).share_memory_()
-
-    def add(self, n: int = 1) -> None:
-        worker = get_worker_info()
-        slot = self.SLOTS - 1 if worker is None else worker.id % (self.SLOTS - 1)
-        self._counts[slot] += n
-
-    @property
-    def value(self) -> int:
-        return int(self._counts.sum())
 
 
 class _VideoDataset(Dataset):

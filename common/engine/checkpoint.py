@@ -131,12 +131,17 @@ def lm_fingerprints_of(model: nn.Module) -> dict[str, Any]:
     return lm_fingerprints(model)
 
 
-def load_model_state(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
-    """``load_state_dict(strict=True)``; missing, unexpected or mis-shaped tensors are a one-line
-    ``CheckpointError`` naming the keys."""
+def load_model_state(model: nn.Module, state: Mapping[str, torch.Tensor], source: str,
+                     may_miss: tuple[str, ...] = (), optional_suffixes: tuple[str, ...] = ()) -> list[str]:
+    """Load ``state`` strictly; missing, unexpected or mis-shaped tensors are a one-line ``CheckpointError``
+    naming the keys. The only allowances, by name: model keys starting with ``may_miss`` may be absent (they keep
+    their initialisation; returned, sorted) and so may keys ending with ``optional_suffixes`` (e.g. BatchNorm's
+    ``.num_batches_tracked``, which torch itself restarts at 0 for old files)."""
     current = model.state_dict()
+    absent = sorted(k for k in current.keys() - state.keys() if not k.endswith(optional_suffixes))
+    allowed = [k for k in absent if k.startswith(may_miss)]
     problems = []
-    for label, keys in (("missing", sorted(current.keys() - state.keys())),
+    for label, keys in (("missing", [k for k in absent if k not in allowed]),
                         ("unexpected", sorted(state.keys() - current.keys())),
                         ("shape differs", sorted(f"{k} {tuple(state[k].shape)} vs model {tuple(current[k].shape)}"
                                                  for k in current.keys() & state.keys()
@@ -145,10 +150,12 @@ def load_model_state(model: nn.Module, state: Mapping[str, torch.Tensor], source
             problems.append(f"{label}: {', '.join(keys[:4])}" + (f" (+{len(keys) - 4} more)" if len(keys) > 4 else ""))
     if problems:
         raise CheckpointError(f"{source} does not match the model; {'; '.join(problems)}")
+    strict = not (may_miss or optional_suffixes)  # else the key sets were checked just above, allowances by name
     try:
-        model.load_state_dict(state, strict=True)
+        model.load_state_dict(dict(state), strict=strict)
     except RuntimeError as e:
         raise CheckpointError(f"{source} does not match the model: {' '.join(str(e).split())}") from e
+    return allowed
 
 
 def check_lm(saved: Mapping[str, Any], model: nn.Module, source: str) -> None:

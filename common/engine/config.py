@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 CONFIG_FILE_NAME = "config.yaml"
 AMP_CHOICES = ("none", "bf16", "fp16")
@@ -32,6 +37,24 @@ def pattern_factor(text: str) -> str:
     except ValueError:
         raise argparse.ArgumentTypeError(f"factor of {text!r} is not a number") from None
     return text
+
+
+def optional_str(text: str) -> str | None:
+    """Argument type: ``none`` / ``null`` / empty -> None (e.g. ``--aa none`` turns RandAugment off)."""
+    return None if text.strip().lower() in ("", "none", "null") else text
+
+
+def add_mixup_args(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """timm ``Mixup`` flags as DeiT / VideoMAE name them (mixup, CutMix, label smoothing); returns the group."""
+    mix = parser.add_argument_group("mixup / cutmix / label smoothing")
+    mix.add_argument("--mixup", type=float, default=0.8, help="mixup alpha (0: off)")
+    mix.add_argument("--cutmix", type=float, default=1.0, help="cutmix alpha (0: off)")
+    mix.add_argument("--cutmix-minmax", type=float, nargs=2, default=None, metavar=("MIN", "MAX"))
+    mix.add_argument("--mixup-prob", type=float, default=1.0)
+    mix.add_argument("--mixup-switch-prob", type=float, default=0.5)
+    mix.add_argument("--mixup-mode", default="batch", choices=("batch", "pair", "elem"))
+    mix.add_argument("--smoothing", type=float, default=0.1, help="label smoothing")
+    return mix
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -180,6 +203,27 @@ def _coerce_one(action: argparse.Action, value: Any) -> Any:
     if action.choices is not None and value not in action.choices:
         raise ValueError(f"{value!r} is not one of {', '.join(map(str, action.choices))}")
     return value
+
+
+def config_value(cfg: Mapping[str, Any] | argparse.Namespace, key: str, default: Any = None) -> Any:
+    """``cfg[key]`` of a run config (parsed options or a checkpoint's saved dict); absent or None -> ``default``."""
+    values = vars(cfg) if isinstance(cfg, argparse.Namespace) else cfg
+    value = values.get(key, default)
+    return default if value is None else value
+
+
+def resolve_total_batch_size(args: argparse.Namespace, world_size: int) -> None:
+    """``--total-batch-size`` (samples per optimizer update over all processes) -> per-process ``--batch-size``
+    = total / (world size x ``--accum-iter``); unset leaves ``--batch-size`` as it is."""
+    if args.total_batch_size is None:
+        return
+    per_step = world_size * args.accum_iter
+    if args.total_batch_size % per_step:
+        raise ConfigError(f"--total-batch-size {args.total_batch_size} is not divisible by world size {world_size} "
+                          f"x --accum-iter {args.accum_iter}")
+    args.batch_size = args.total_batch_size // per_step
+    log.info("total batch %d = %d processes x %d x accum %d", args.total_batch_size, world_size, args.batch_size,
+             args.accum_iter)
 
 
 def config_to_dict(args: argparse.Namespace) -> dict[str, Any]:

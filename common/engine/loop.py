@@ -37,7 +37,7 @@ from . import checkpoint, config, distributed, optim, rng
 from . import logging as runlog
 from .distributed import DistInfo
 from .ema import create_ema
-from .errors import ConfigError, EngineError, TrainingDiverged
+from .errors import CheckpointError, ConfigError, EngineError, TrainingDiverged
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,31 @@ def run_cli(main: Callable[[argparse.Namespace], Any], parser: argparse.Argument
         distributed.cleanup()
     if code:
         sys.exit(code)
+
+
+def create_model(build_model: Callable[[argparse.Namespace], nn.Module], args: argparse.Namespace) -> nn.Module:
+    """``build_model(args)`` with LLM-checkpoint problems (``common.frozen_lm.CheckpointError``) turned into a
+    ``CheckpointError`` about ``--llm-path`` and other bad values (``ValueError``) into a ``ConfigError``."""
+    from common.frozen_lm import CheckpointError as LLMCheckpointError  # lazily: no model code at import time
+
+    try:
+        return build_model(args)
+    except LLMCheckpointError as e:
+        raise CheckpointError(f"--llm-path: {e}") from e
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+
+
+def report_results(metrics: Mapping[str, float], results_path: str | None, is_main: bool) -> dict[str, float]:
+    """An evaluation's ``test_*`` metrics: printed as one JSON line (and written to ``results_path`` when given)
+    by the main process; returned on every rank."""
+    result = {f"test_{k}": v for k, v in metrics.items()}
+    if is_main:
+        print(json.dumps(result), flush=True)
+        if results_path:
+            Path(results_path).parent.mkdir(parents=True, exist_ok=True)
+            Path(results_path).write_text(json.dumps(result) + "\n")
+    return result
 
 
 def make_loader(dataset: Dataset, args: argparse.Namespace, *, train: bool, batch_size: int | None = None,

@@ -14,7 +14,9 @@ Variants:
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 from torch import nn
@@ -72,6 +74,14 @@ class LLMSpec:
         found = {f.name: values[prefix + f.name] for f in fields(cls) if values.get(prefix + f.name) is not None}
         return cls(**found)
 
+    @classmethod
+    def from_config(cls, cfg: argparse.Namespace | Mapping[str, Any]) -> LLMSpec:
+        """The spec of a run config's ``llm_*`` keys; ``llm_seed`` unset (None) means the run's ``seed``."""
+        values = dict(vars(cfg) if isinstance(cfg, argparse.Namespace) else cfg)
+        if values.get("llm_seed") is None and values.get("seed") is not None:
+            values["llm_seed"] = int(values["seed"])
+        return cls.from_namespace(values)
+
 
 class LLMAdapter(nn.Module):
     """``replace``: x <- out_proj(LM(in_proj(x)));  ``residual``: x <- x + out_proj(LM(in_proj(x))).
@@ -123,3 +133,15 @@ class LLMAdapter(nn.Module):
 
     def extra_repr(self) -> str:
         return f"visual_dim={self.visual_dim}, lm_dim={self.lm_dim}, mode={self.mode}"
+
+
+def build_adapter(visual_dim: int, llm: LLMSpec | nn.Module | None) -> nn.Module | None:
+    """A task model's ``llm`` module: None for no LLM (None or variant ``none``), an ``LLMAdapter`` built from an
+    ``LLMSpec``, or a ready-made module used as is."""
+    if llm is None:
+        return None
+    if isinstance(llm, LLMSpec):
+        return LLMAdapter.from_spec(visual_dim, llm) if llm.enabled else None
+    if isinstance(llm, nn.Module):
+        return llm
+    raise TypeError(f"llm must be an LLMSpec, an nn.Module or None, not {type(llm).__name__}")

@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
-from torch.utils.data import Dataset, get_worker_info
+from torch.utils.data import Dataset
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS
+
+from common.engine.data import SkipCounter
 
 _log = logging.getLogger(__name__)
 
@@ -36,28 +37,6 @@ LAYOUTS = ("auto", "folder", "tar")
 
 class DataPathError(ValueError):
     """A data path that is missing, empty or not in the expected layout (one-line message for the CLI)."""
-
-
-class SkipCounter:
-    """Number of unreadable images skipped, shared by the main process and all DataLoader workers.
-
-    A shared-memory tensor with one slot per worker (the last slot is the main process), so every slot has a
-    single writer and no lock is needed; it crosses fork and spawn worker start methods alike.
-    """
-
-    SLOTS = 256
-
-    def __init__(self) -> None:
-        self._counts = torch.zeros(self.SLOTS, dtype=torch.int64).share_memory_()
-
-    def add(self, n: int = 1) -> None:
-        worker = get_worker_info()
-        slot = self.SLOTS - 1 if worker is None else worker.id % (self.SLOTS - 1)
-        self._counts[slot] += n
-
-    @property
-    def value(self) -> int:
-        return int(self._counts.sum())
 
 
 class SkipUnreadable:

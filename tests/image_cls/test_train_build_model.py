@@ -9,7 +9,10 @@ import pytest
 import timm
 import yaml
 
-from image_cls.models import build_model, llm_spec
+from common.frozen_lm import LLMSpec
+from image_cls.models import build_model
+
+llm_spec = LLMSpec.from_config  # moved from image_cls.models
 
 CONFIGS = Path(__file__).resolve().parents[2] / "image_cls" / "configs"
 
