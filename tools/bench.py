@@ -18,7 +18,8 @@ events / perf_counter), peak memory, achieved TFLOP/s (analytic model FLOPs, too
 same-dtype GEMM peak measured in the same run; speed-ups are relative to ``reference``. A second part times the
 frozen block's GEMMs alone (forward + input gradient) in the compute dtype and in FP8 and reports FP8's relative
 error vs the compute-dtype block. Prints tables, writes JSON (``--json``). ``python -m tools.bench loader ...``
-runs the checkpoint-loading memory benchmark instead (tools/bench_loader.py).
+runs the checkpoint-loading memory benchmark instead (tools/bench_loader.py); ``python -m tools.bench input ...``
+the input-pipeline benchmark (timm CPU transforms vs DALI, tools/bench_input.py).
 
     python -m tools.bench                          # CUDA: ViT-S/16 + LLaMA-7B-shaped block, batch 256
     python -m tools.bench --device cpu             # CPU: ViT-S/16 + 1024-wide LLaMA-like block, batch 8
@@ -458,6 +459,10 @@ def main(argv: list[str] | None = None) -> int:
         from tools.bench_loader import main as loader_main
 
         return loader_main(argv[1:])
+    if argv[:1] == ["input"]:
+        from tools.bench_input import main as input_main
+
+        return input_main(argv[1:])
     parser = make_parser()
     args = resolve_args(parser.parse_args(argv), parser)
     if args.threads:
