@@ -121,28 +121,26 @@ def test_index_naming_a_missing_shard(tmp_path, hf_from_meta):
         FrozenLM.from_checkpoint(path, layers=[2])
 
 
-def test_gguf_unsupported_architecture(tmp_path):
-    path = tmp_path / "gpt2.gguf"
-    writer = gguf.GGUFWriter(str(path), "gpt2")
+def _bare_gguf(path, arch: str):
+    """A GGUF with only a block count and one norm tensor: no dimensions in its metadata."""
+    writer = gguf.GGUFWriter(str(path), arch)
     writer.add_block_count(2)
     writer.add_tensor("blk.0.attn_norm.weight", np.ones(8, dtype=np.float32))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
+    return path
+
+
+def test_gguf_unsupported_architecture(tmp_path):
+    path = _bare_gguf(tmp_path / "gpt2.gguf", "gpt2")
     with pytest.raises(CheckpointError, match=r"gpt2\.gguf: GGUF architecture 'gpt2' is not supported"):
         FrozenLM.from_checkpoint(path)
 
 
 def test_gguf_missing_metadata(tmp_path):
-    path = tmp_path / "bare.gguf"
-    writer = gguf.GGUFWriter(str(path), "llama")
-    writer.add_block_count(2)
-    writer.add_tensor("blk.0.attn_norm.weight", np.ones(8, dtype=np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    path = _bare_gguf(tmp_path / "bare.gguf", "llama")
     with pytest.raises(CheckpointError, match=r"missing GGUF metadata key 'llama\.embedding_length'"):
         read_lm_config(path)
 

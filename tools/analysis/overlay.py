@@ -88,12 +88,7 @@ def save_overlay_grid(images: Any, maps: dict[str, torch.Tensor], path: str | Pa
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.tight_layout(pad=0.3)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, plt, path)
 
 
 def save_point_grid(positions: torch.Tensor, maps: dict[str, torch.Tensor], path: str | Path,
@@ -119,6 +114,11 @@ def save_point_grid(positions: torch.Tensor, maps: dict[str, torch.Tensor], path
             ax.set_yticks([])
             if row == 0:
                 ax.set_title(name, fontsize=7)
+    return _save(fig, plt, path)
+
+
+def _save(fig, plt, path: str | Path) -> Path:
+    """Tighten, write the PNG (creating its folder) and close the figure."""
     fig.tight_layout(pad=0.3)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
