@@ -119,7 +119,7 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
         try:
             train_loader, val_loader = dali.build_dali_loaders(data.train, data.val, args, rank=info.rank,
                                                                world_size=info.world_size, device=info.device)
-        except ValueError as err:  # e.g. --data-type auto found the tar layout
+        except ValueError as err:  # e.g. a dataset that is not an ImageNet folder or tar
             raise ConfigError(str(err)) from err
     else:
         sampler = (build_train_sampler(data.train, True, info.world_size, info.rank, args.seed)

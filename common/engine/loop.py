@@ -169,7 +169,8 @@ def fit(
         args: namespace with the ``config.add_common_args`` flags.
         model: the unwrapped model; moved to the device here. Frozen parameters stay out of the optimizer,
             the EMA average and the checkpoints.
-        train_loader: sized iterable of batches (``make_loader``); a ``set_epoch`` sampler is advanced per epoch.
+        train_loader: sized iterable of batches (``make_loader``); its ``set_epoch`` (or its sampler's) is called
+            per epoch.
         loss_fn: ``loss_fn(train_model, batch) -> loss`` or ``{"loss": loss, other: tensor...}`` (others are
             logged as ``train_<other>``); the batch is already on the device, autocast is active. ``train_model``
             is the DDP/compiled wrapper: call it, don't read attributes off it.
@@ -273,8 +274,9 @@ def fit(
 
 
 def _set_epoch(loader: Iterable, epoch: int) -> None:
+    """Advance the loader's samplers (or a loader with its own ``set_epoch``, e.g. DALI's) to ``epoch``."""
     seen = set()
-    for owner in (getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
+    for owner in (loader, getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
         if owner is not None and id(owner) not in seen and hasattr(owner, "set_epoch"):
             owner.set_epoch(epoch)
             seen.add(id(owner))

@@ -1,4 +1,4 @@
-"""NVIDIA DALI input pipeline for ImageNet folders (``--data-pipeline dali``): decode + DeiT recipe on the GPU.
+"""NVIDIA DALI input pipeline for ImageNet folders and tars (``--data-pipeline dali``): decode + DeiT recipe on the GPU.
 
 Needs the ``dali`` extra (``pip install nvidia-dali-cuda120``); without CUDA the same pipeline runs on DALI's CPU
 backend. What it does, against the CPU path (timm ``create_transform``, image_cls/data/transforms.py):
@@ -14,16 +14,14 @@ backend. What it does, against the CPU path (timm ``create_transform``, image_cl
   translate 0.45 of the size, rotate 30 deg, enhance 1 +- 0.9, posterize 8->4 bits, solarize 256->0).
   Without ``--aa``, ``--color-jitter`` is DALI's ``color_twist`` (brightness/contrast/saturation, fixed order).
 - eval: decode -> bicubic resize of the shorter side to ``input_size / eval_crop_ratio`` -> centre crop.
-- Readers: the folder layout only, with the file list and labels taken from the CPU path's ``ImageFolder`` index
-  (same class indices, same subsets); the tar layout is rejected. Unreadable images are not skipped: DALI stops
-  with its decode error.
-- DDP: ``fn.readers.file`` shards the list (``shard_id=rank``, ``num_shards=world``). Training reshuffles the whole
-  list every epoch with a seed shared by all ranks (``shuffle_after_epoch``) so each sample is read once per
-  epoch across ranks; every rank yields ``(N // world) // batch`` batches (the CPU path's ``drop_last``; any extra
-  batch of a larger shard is read and dropped so all ranks step together). Eval shards are contiguous and padded
-  (``pad_last_batch``) with the padding removed, so every image is evaluated exactly once. The shuffle order does
-  not depend on ``--seed`` and a resumed run does not replay the uninterrupted run's order. Repeated augmentation
-  is not supported (``--repeated-aug`` with this pipeline is a configuration error).
+- Reading (image_cls/data/dali_source.py): the files of the CPU path's datasets -- folders or ``<split>.tar``,
+  same class indices, same subsets -- are read by a Python ``external_source`` in DALI's worker processes
+  (``--num-workers`` of them; 0 reads in the training process) and decoded by DALI. The sample order is the CPU
+  path's: ``DistributedSampler(seed=--seed)`` per epoch for training (each sample once per epoch across ranks,
+  the last partial batch dropped; a resumed run replays the uninterrupted run's order), a contiguous unpadded
+  shard per rank for evaluation. Files DALI could not decode (unreadable, empty, not an image, cut short) are
+  skipped and counted like the CPU path's unreadable images. Repeated augmentation is not supported
+  (``--repeated-aug`` with this pipeline is a configuration error).
 """
 
 from __future__ import annotations
@@ -31,13 +29,16 @@ from __future__ import annotations
 import argparse
 import importlib
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.data.random_erasing import RandomErasing
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Dataset
+
+from common.engine.data import SkipCounter
+from image_cls.data.dali_source import EncodedBatches
 
 INSTALL_HINT = "pip install nvidia-dali-cuda120 (or the project's 'dali' extra: pip install -e '.[dali]')"
 RAND_AUGMENT_BINS = 11  # magnitude m of 0..10, as timm's RandAugment levels
@@ -60,9 +61,7 @@ def import_dali() -> Any:
 def check_dali_config(args: argparse.Namespace) -> None:
     """``ValueError`` (one line) for settings the DALI pipeline cannot honour; ``DaliUnavailable`` without DALI."""
     if args.dataset != "imagenet":
-        raise ValueError(f"--data-pipeline dali reads ImageNet folders only, not --dataset {args.dataset}")
-    if args.data_type == "tar":
-        raise ValueError("--data-pipeline dali reads the folder layout only (DATA_PATH/{train,val}/<wnid>/), not tar")
+        raise ValueError(f"--data-pipeline dali reads ImageNet folders or tars only, not --dataset {args.dataset}")
     if args.repeated_aug:
         raise ValueError("--data-pipeline dali does not support repeated augmentation: add --no-repeated-aug")
     if args.input_size <= 32:
@@ -70,18 +69,6 @@ def check_dali_config(args: argparse.Namespace) -> None:
     if args.aa and not str(args.aa).startswith("rand"):
         raise ValueError(f"--data-pipeline dali supports RandAugment ('rand-...') or none, not --aa {args.aa}")
     import_dali()
-
-
-def file_list(dataset: Dataset) -> tuple[list[str], list[int]]:
-    """(paths, labels) of a folder dataset (``ImageFolder``, possibly a ``Subset`` of one), in dataset order."""
-    indices = None
-    if isinstance(dataset, Subset):
-        dataset, indices = dataset.dataset, list(dataset.indices)
-    samples = getattr(dataset, "samples", None)
-    if samples is None:
-        raise ValueError(f"--data-pipeline dali reads ImageNet folders only, not a {type(dataset).__name__}")
-    picked = samples if indices is None else [samples[i] for i in indices]
-    return [str(path) for path, _ in picked], [int(label) for _, label in picked]
 
 
 def _rand_augment_args(aa: str) -> tuple[int, int]:
@@ -97,24 +84,29 @@ def _rand_augment_args(aa: str) -> tuple[int, int]:
     return n, m
 
 
-def build_pipeline(files: list[str], labels: list[int], args: argparse.Namespace, *, train: bool, batch_size: int,
-                   shard_id: int = 0, num_shards: int = 1, device: str = "cpu", seed: int = 0,
-                   num_threads: int = 2) -> Any:
-    """The DALI pipeline (reader named ``"reader"``; outputs ``images`` CHW float32, ``labels`` int32)."""
+def build_pipeline(source: EncodedBatches, args: argparse.Namespace, *, device: str = "cpu", seed: int = 0,
+                   num_threads: int = 2, py_workers: int = 0) -> Any:
+    """The DALI pipeline over ``source``'s batches: outputs ``images`` (CHW float32), ``labels``, ``skipped``.
+
+    ``device`` "gpu" decodes with nvJPEG ("mixed") and augments on the current CUDA device; ``py_workers`` > 0
+    reads the files in that many spawned worker processes (0: in this process).
+    """
     dali = import_dali()
     from nvidia.dali import fn, types
     from nvidia.dali.auto_aug import rand_augment
 
-    size = int(args.input_size)
+    size, train = int(args.input_size), source.train
     decode_device = "mixed" if device == "gpu" else "cpu"
     mean = [255 * v for v in IMAGENET_DEFAULT_MEAN]
     std = [255 * v for v in IMAGENET_DEFAULT_STD]
+    parallel = py_workers > 0
 
     @dali.pipeline_def(enable_conditionals=True)
     def pipeline():
-        jpegs, label = fn.readers.file(
-            files=files, labels=labels, shard_id=shard_id, num_shards=num_shards, name="reader",
-            shuffle_after_epoch=train, pad_last_batch=not train)
+        jpegs, label, skipped = fn.external_source(
+            source=source, num_outputs=3, batch=True, batch_info=True, parallel=parallel,
+            dtype=[types.UINT8, types.INT32, types.INT32],
+            **({"prefetch_queue_depth": max(2, py_workers)} if parallel else {}))
         if train:
             images = fn.decoders.image_random_crop(
                 jpegs, device=decode_device, output_type=types.RGB, random_area=[0.08, 1.0],
@@ -137,13 +129,14 @@ def build_pipeline(files: list[str], labels: list[int], args: argparse.Namespace
             mirror = False
         images = fn.crop_mirror_normalize(images, dtype=types.FLOAT, output_layout="CHW", crop=(size, size),
                                           mean=mean, std=std, mirror=mirror)
-        return images, label
+        return images, label, skipped
 
     device_id = torch.cuda.current_device() if device == "gpu" else None
+    workers = {"py_num_workers": py_workers, "py_start_method": "spawn"} if parallel else {}
     with warnings.catch_warnings():  # rand_augment calls DALI's own deprecated fn.experimental aliases
         warnings.simplefilter("ignore", DeprecationWarning)
-        pipe = pipeline(batch_size=batch_size, num_threads=num_threads, device_id=device_id, seed=seed,
-                        prefetch_queue_depth=2)
+        pipe = pipeline(batch_size=source.batch_size, num_threads=num_threads, device_id=device_id, seed=seed,
+                        prefetch_queue_depth=2, **workers)
         pipe.build()
     return pipe
 
@@ -151,60 +144,78 @@ def build_pipeline(files: list[str], labels: list[int], args: argparse.Namespace
 class DaliLoader:
     """(images, targets) batches of a DALI pipeline for ``common.engine.loop``: ``len`` = batches per epoch.
 
-    Train: every rank yields ``(N // world) // batch`` full batches per epoch; eval: this rank's whole shard
-    (last batch partial, padding removed). Targets are int64; random erasing (train) is applied to the batch.
+    ``fit`` calls ``set_epoch`` before each training epoch; the pipeline is built on the first iteration (DALI's
+    epoch 0 = that epoch) and rebuilt only when the epochs stop following each other (e.g. an interrupted
+    iteration). Targets are int64; random erasing (train) is applied to the batch; files skipped by the reader
+    are added to ``skipped`` (the dataset's ``SkipCounter``).
     """
 
-    def __init__(self, pipeline: Any, *, train: bool, num_samples: int, world_size: int, batch_size: int,
-                 random_erasing: RandomErasing | None = None) -> None:
-        from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
-
-        self.train, self.batch_size, self.random_erasing = train, batch_size, random_erasing
-        policy = LastBatchPolicy.DROP if train else LastBatchPolicy.PARTIAL
-        self._iterator = DALIGenericIterator([pipeline], ["images", "labels"], reader_name="reader",
-                                             last_batch_policy=policy, auto_reset=True)
-        self._len = (num_samples // world_size) // batch_size if train else len(self._iterator)
+    def __init__(self, source: EncodedBatches, make_pipeline: Callable[[EncodedBatches], Any], *,
+                 random_erasing: RandomErasing | None = None, skipped: SkipCounter | None = None) -> None:
+        self.source, self.make_pipeline = source, make_pipeline
+        self.random_erasing, self.skipped = random_erasing, skipped
+        self._len = len(source)
+        self._epoch = source.first_epoch
+        self._iterator: Any = None
+        self._next_epoch: int | None = None  # the epoch the built pipeline reads next (None: rebuild)
 
     def __len__(self) -> int:
         return self._len
 
+    def set_epoch(self, epoch: int) -> None:
+        """Read training epoch ``epoch`` next (its sample order)."""
+        self._epoch = epoch
+
+    def _build(self) -> None:
+        from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
+
+        self._iterator = None  # the old pipeline and its workers go first
+        self.source.first_epoch = self._epoch
+        self._iterator = DALIGenericIterator([self.make_pipeline(self.source)], ["images", "labels", "skipped"],
+                                             last_batch_policy=LastBatchPolicy.PARTIAL, auto_reset=True)
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        yielded = 0
+        if self._next_epoch != self._epoch:
+            self._build()
+        self._next_epoch = None
         for outputs in self._iterator:
-            if yielded == self._len:  # a larger shard's extra batch: read (to end the epoch) and dropped
-                continue
             images, labels = outputs[0]["images"], outputs[0]["labels"].reshape(-1).long()
+            if self.skipped is not None:
+                skipped = int(outputs[0]["skipped"].sum())
+                if skipped:
+                    self.skipped.add(skipped)
             if self.random_erasing is not None:
                 images = self.random_erasing(images)
-            yielded += 1
             yield images, labels
+        self._epoch += 1
+        self._next_epoch = self._epoch
 
 
 def build_dali_loaders(train_set: Dataset | None, val_set: Dataset, args: argparse.Namespace, *, rank: int = 0,
                        world_size: int = 1, device: torch.device | None = None
                        ) -> tuple[DaliLoader | None, DaliLoader]:
-    """Train (None without ``train_set``) and val loaders reading the files of the CPU path's datasets.
+    """Train (None without ``train_set``) and val loaders over the CPU path's datasets (folders or tars).
 
-    Runs on the GPU (mixed decode) when ``device`` is CUDA, else on DALI's CPU backend; the validation batch is
-    1.5x ``--batch-size`` like the CPU path's.
+    Runs on the GPU (mixed decode) when ``device`` is CUDA, else on DALI's CPU backend; ``--num-workers`` reader
+    processes and DALI threads; the validation batch is 1.5x ``--batch-size`` like the CPU path's.
     """
     device = device or torch.device("cpu")
     dali_device = "gpu" if device.type == "cuda" else "cpu"
-    threads = max(1, int(args.num_workers) or 1)
+    workers = max(0, int(args.num_workers))
+
+    def make_pipeline(source: EncodedBatches) -> Any:
+        return build_pipeline(source, args, device=dali_device, seed=int(args.seed) + rank,
+                              num_threads=max(1, workers), py_workers=workers)
+
+    def loader(dataset: Dataset, train: bool, batch_size: int, erasing: RandomErasing | None = None) -> DaliLoader:
+        source = EncodedBatches(dataset, batch_size=batch_size, train=train, seed=int(args.seed), rank=rank,
+                                world_size=world_size)
+        return DaliLoader(source, make_pipeline, random_erasing=erasing, skipped=source.source.skipped)
+
     train_loader = None
     if train_set is not None:
-        files, labels = file_list(train_set)
-        pipe = build_pipeline(files, labels, args, train=True, batch_size=args.batch_size, shard_id=rank,
-                              num_shards=world_size, device=dali_device, seed=int(args.seed) + rank,
-                              num_threads=threads)
         erasing = None
         if args.reprob > 0:
             erasing = RandomErasing(args.reprob, mode=args.remode, max_count=args.recount, device=device.type)
-        train_loader = DaliLoader(pipe, train=True, num_samples=len(files), world_size=world_size,
-                                  batch_size=args.batch_size, random_erasing=erasing)
-    files, labels = file_list(val_set)
-    val_batch = int(1.5 * args.batch_size)
-    pipe = build_pipeline(files, labels, args, train=False, batch_size=val_batch, shard_id=rank,
-                          num_shards=world_size, device=dali_device, seed=int(args.seed) + rank, num_threads=threads)
-    val_loader = DaliLoader(pipe, train=False, num_samples=len(files), world_size=world_size, batch_size=val_batch)
-    return train_loader, val_loader
+        train_loader = loader(train_set, True, args.batch_size, erasing)
+    return train_loader, loader(val_set, False, int(1.5 * args.batch_size))

@@ -42,13 +42,17 @@ class DataPathError(ValueError):
 class SkipUnreadable:
     """Mixin: ``__getitem__`` that replaces an unreadable image by the next readable one (and counts it).
 
-    Subclasses provide ``_read_image(i) -> PIL.Image``, ``_label(i) -> int``, ``_describe(i) -> str`` and set
-    ``transform``, ``target_transform`` and ``skipped`` (a ``SkipCounter``).
+    Subclasses provide ``read_bytes(i)`` (the encoded file), ``label_of(i)`` and ``describe(i)`` (for messages) and
+    set ``transform``, ``target_transform`` and ``skipped`` (a ``SkipCounter``). The DALI pipeline reads the same
+    three methods (image_cls/data/dali_source.py).
     """
 
     transform: Callable | None
     target_transform: Callable | None
     skipped: SkipCounter
+    read_bytes: Callable[[int], bytes]  # the encoded file of sample i (OSError when unreadable)
+    label_of: Callable[[int], int]
+    describe: Callable[[int], str]  # where sample i lives, for messages
 
     @property
     def num_skipped(self) -> int:
@@ -60,19 +64,20 @@ class SkipUnreadable:
         for attempt in range(min(n, MAX_CONSECUTIVE_UNREADABLE)):
             i = (index + attempt) % n
             try:
-                image = self._read_image(i)
+                image = _read_rgb(io.BytesIO(self.read_bytes(i)))
             except UNREADABLE_IMAGE_ERRORS as err:
                 self.skipped.add()
-                _log.warning("skipping unreadable image %s (%s: %s)", self._describe(i), type(err).__name__, err)
+                _log.warning("skipping unreadable image %s (%s: %s)", self.describe(i), type(err).__name__, err)
                 continue
-            target = self._label(i)
+            target = self.label_of(i)
             if self.transform is not None:
                 image = self.transform(image)
             if self.target_transform is not None:
                 target = self.target_transform(target)
             return image, target
         raise DataPathError(f"{MAX_CONSECUTIVE_UNREADABLE} consecutive unreadable images from "
-                            f"{self._describe(index)} on: the data set is broken")
+                            f"{self.describe(index)} on: the data set is broken")
+
 
 
 def _read_rgb(fileobj: Any) -> Image.Image:
@@ -112,13 +117,13 @@ class ImageFolderSkipping(SkipUnreadable, ImageFolder):
                                 f"e.g. {unknown[:3]}")
         return classes, {name: self._fixed_class_to_idx[name] for name in classes}
 
-    def _read_image(self, i: int) -> Image.Image:
-        return _read_rgb(self.samples[i][0])
+    def read_bytes(self, i: int) -> bytes:
+        return Path(self.samples[i][0]).read_bytes()
 
-    def _label(self, i: int) -> int:
+    def label_of(self, i: int) -> int:
         return self.samples[i][1]
 
-    def _describe(self, i: int) -> str:
+    def describe(self, i: int) -> str:
         return self.samples[i][0]
 
 
@@ -175,15 +180,15 @@ class ImageTarDataset(SkipUnreadable, Dataset):
             self._handle_pid = os.getpid()
         return self._handle
 
-    def _read_image(self, i: int) -> Image.Image:
+    def read_bytes(self, i: int) -> bytes:
         handle = self._file()
         handle.seek(int(self.offsets[i]))
-        return _read_rgb(io.BytesIO(handle.read(int(self.sizes[i]))))
+        return handle.read(int(self.sizes[i]))
 
-    def _label(self, i: int) -> int:
+    def label_of(self, i: int) -> int:
         return self.targets[i]
 
-    def _describe(self, i: int) -> str:
+    def describe(self, i: int) -> str:
         return f"{self.tar_path}:{self.names[i]}"
 
 

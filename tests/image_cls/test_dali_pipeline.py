@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
 from image_fixtures import WNIDS, write_jpeg
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from torch.utils.data import DataLoader, DistributedSampler
+from train_helpers import train_argv
 
+from image_cls import train
 from image_cls.data.build import build_task_data
 from image_cls.options import build_parser
 
@@ -20,7 +24,7 @@ COLOURS = (40, 120, 200)
 
 @pytest.fixture(scope="module")
 def clean_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """ImageNet folders without corrupt files (DALI does not skip them): 4 train / 2 val images per class."""
+    """ImageNet folders of one colour per class, no corrupt files: 4 train / 2 val images per class."""
     root = tmp_path_factory.mktemp("dali_folder")
     for c, wnid in enumerate(WNIDS):
         for i in range(4):
@@ -65,19 +69,32 @@ def test_train_batches_have_the_recipe_shapes(clean_folder: Path) -> None:
             assert torch.isfinite(images).all() and images.abs().max() < 10
 
 
-def test_shards_read_each_sample_once_per_epoch_and_ranks_agree_on_length(clean_folder: Path) -> None:
-    args = _args(clean_folder, "--aa", "none", "--color-jitter", "0")
-    files, _ = dali.file_list(build_task_data(args).train_source)
-    files = files[:11]
-    ids = list(range(len(files)))  # the label of each file is its own index
-    loaders = [dali.DaliLoader(dali.build_pipeline(files, ids, args, train=True, batch_size=2, shard_id=rank,
-                                                   num_shards=2, seed=rank, num_threads=1),
-                               train=True, num_samples=len(files), world_size=2, batch_size=2)
-               for rank in range(2)]
-    assert [len(loader) for loader in loaders] == [2, 2]  # shards of 5 and 6: (11 // 2) // 2 on both ranks
-    orders = []
-    for _ in range(3):
-        seen = [label for loader in loaders for _, labels in loader for label in labels.tolist()]
-        assert len(seen) == 8 and len(set(seen)) == 8
-        orders.append(seen)
-    assert orders[0] != orders[1] or orders[1] != orders[2]  # reshuffled across epochs
+@pytest.mark.parametrize("layout", ["folder", "tar"])
+def test_train_labels_follow_the_cpu_order_per_rank_epoch_and_resume(layout: str, imagenet_folder: Path,
+                                                                    imagenet_tar: Path) -> None:
+    """On the fixture with a truncated and a non-image file: DALI reads what the CPU path reads, in its order."""
+    root = imagenet_folder if layout == "folder" else imagenet_tar
+    args = _args(root, "--aa", "none", "--color-jitter", "0", "--num-workers", "0", "--seed", "7")
+    data = build_task_data(args)
+    for rank in range(2):
+        loader, _ = dali.build_dali_loaders(data.train, data.val, args, rank=rank, world_size=2)
+        cpu = DataLoader(data.train, batch_size=4, drop_last=True, sampler=DistributedSampler(
+            data.train, num_replicas=2, rank=rank, shuffle=True, seed=7))
+        assert len(loader) == len(cpu) == 1
+        for epoch in range(3):
+            loader.set_epoch(epoch)
+            cpu.sampler.set_epoch(epoch)
+            assert [y.tolist() for _, y in loader] == [y.tolist() for _, y in cpu]
+        resumed, _ = dali.build_dali_loaders(data.train, data.val, args, rank=rank, world_size=2)
+        resumed.set_epoch(2)
+        assert [y.tolist() for _, y in resumed] == [y.tolist() for _, y in cpu]
+    assert data.train_source.num_skipped > 0  # the two corrupt files were met and counted
+
+
+def test_train_cli_runs_an_epoch_on_the_tar_layout(imagenet_tar: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    train.run(train_argv(imagenet_tar, out, "--data-pipeline", "dali", "--no-repeated-aug", "--num-workers", "1",
+                         "--input-size", "48"))
+    log = [json.loads(line) for line in (out / "log.txt").read_text().splitlines()]
+    assert log[-1]["epoch"] == 0 and log[-1]["train_skipped_images"] == 2
+    assert (out / "checkpoint.pth").is_file()

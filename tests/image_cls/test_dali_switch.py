@@ -10,7 +10,6 @@ from train_helpers import train_argv
 
 from image_cls import train
 from image_cls.data import dali
-from image_cls.data.build import build_task_data, fixed_subset
 from image_cls.options import build_parser
 
 
@@ -63,36 +62,13 @@ def test_train_cli_exits_2_without_dali(no_dali, imagenet_folder: Path, tmp_path
 
 @pytest.mark.parametrize(("extra", "message"), [
     (("--repeated-aug",), "repeated augmentation"),
-    (("--no-repeated-aug", "--data-type", "tar"), "folder layout only"),
-    (("--no-repeated-aug", "--dataset", "digits"), "ImageNet folders only"),
+    (("--no-repeated-aug", "--dataset", "digits"), "ImageNet folders or tars only"),
     (("--no-repeated-aug", "--aa", "v0"), "RandAugment"),
     (("--no-repeated-aug", "--input-size", "32"), "input-size"),
 ])
 def test_unsupported_settings_are_config_errors(no_dali, extra: tuple[str, ...], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         dali.check_dali_config(_args("--data-pipeline", "dali", *extra))
-
-
-def test_file_list_keeps_the_cpu_class_index_and_subsets(imagenet_folder: Path) -> None:
-    args = _args("--train-subset", "5")
-    args.data_path = str(imagenet_folder)
-    data = build_task_data(args)
-    files, labels = dali.file_list(data.val)
-    assert [Path(f).parent.name for f in files] == [data.classes[i] for i in labels]
-    assert labels == [0, 0, 1, 1, 2, 2]
-    sub_files, sub_labels = dali.file_list(data.train)
-    assert len(sub_files) == 5
-    full_files, full_labels = dali.file_list(data.train_source)
-    picked = fixed_subset(data.train_source, 5).indices
-    assert (sub_files, sub_labels) == ([full_files[i] for i in picked], [full_labels[i] for i in picked])
-
-
-def test_tar_dataset_is_rejected(imagenet_tar: Path) -> None:
-    args = _args()
-    args.data_path = str(imagenet_tar)
-    data = build_task_data(args, train=False)
-    with pytest.raises(ValueError, match="ImageNet folders only"):
-        dali.file_list(data.val)
 
 
 def test_rand_augment_string_parsing() -> None:
