@@ -10,7 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from PIL import Image
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, Mixup, create_transform
+from timm.data.auto_augment import RandAugment
+from timm.data.auto_augment import posterize as timm_posterize
 from timm.data.distributed_sampler import RepeatAugSampler
 from torch.utils.data import Dataset, DistributedSampler, RandomSampler, Sampler, SequentialSampler
 from torchvision import transforms
@@ -31,7 +34,24 @@ def build_train_transform(input_size: int = 224, color_jitter: float = 0.4, aa: 
         interpolation=train_interpolation, re_prob=reprob, re_mode=remode, re_count=recount, mean=mean, std=std)
     if input_size <= 32:
         transform.transforms[0] = transforms.RandomCrop(input_size, padding=4)
+    for step in transform.transforms:
+        if isinstance(step, RandAugment):
+            for op in step.ops:
+                if op.name.startswith("Posterize"):
+                    op.aug_fn = posterize_keeping_zero_bits
     return transform
+
+
+def posterize_keeping_zero_bits(image: Image.Image, bits_to_keep: int, **kwargs: Any) -> Image.Image:
+    """timm's ``posterize`` where 0 bits gives a black image, as it did before Pillow 13.
+
+    timm's ``PosterizeIncreasing`` keeps ``4 - int(m / 10 * 4)`` bits: 0 whenever the drawn magnitude reaches 10
+    (m9 with mstd 0.5: about 2 % of its draws). Pillow >= 13 refuses 0 bits with a ValueError, which would stop a
+    DataLoader worker, and so the run, a few hundred images into training.
+    """
+    if bits_to_keep <= 0:
+        return Image.new(image.mode, image.size)
+    return timm_posterize(image, bits_to_keep, **kwargs)
 
 
 def build_eval_transform(input_size: int = 224, crop_ratio: float = EVAL_CROP_RATIO,

@@ -146,6 +146,17 @@ def test_deit_train_and_eval_transforms():
     assert EVAL(image).shape == (3, 48, 48)
 
 
+def test_rand_augment_posterize_at_full_magnitude_gives_black_not_an_error():
+    """m9 with mstd 0.5 reaches magnitude 10 (0 bits kept) in ~2 % of draws; Pillow >= 13 refuses 0 bits."""
+    rand_aug = next(t for t in build_train_transform(48).transforms if isinstance(t, RandAugment))
+    posterize = next(op for op in rand_aug.ops if op.name == "PosterizeIncreasing")
+    posterize.prob, posterize.magnitude, posterize.magnitude_std = 1.0, 10, 0
+    out = posterize(Image.new("RGB", (8, 8), (200, 120, 60)))
+    assert out.mode == "RGB" and out.getextrema() == ((0, 0),) * 3
+    posterize.magnitude = 5  # 4 - int(5 / 10 * 4) = 2 bits kept
+    assert posterize(Image.new("RGB", (8, 8), (200, 120, 60))).getpixel((0, 0)) == (192, 64, 0)
+
+
 def test_mixup_cutmix_from_the_recipe():
     args = argparse.Namespace(mixup=0.8, cutmix=1.0, cutmix_minmax=None, mixup_prob=1.0, mixup_switch_prob=0.5,
                               mixup_mode="batch", smoothing=0.1)
