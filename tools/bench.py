@@ -19,7 +19,7 @@ same-dtype GEMM peak measured in the same run; speed-ups are relative to ``refer
 frozen block's GEMMs alone (forward + input gradient) in the compute dtype and in FP8 and reports FP8's relative
 error vs the compute-dtype block. Prints tables, writes JSON (``--json``). ``python -m tools.bench loader ...``
 runs the checkpoint-loading memory benchmark instead (tools/bench_loader.py); ``python -m tools.bench input ...``
-the input-pipeline benchmark (timm CPU transforms vs DALI, tools/bench_input.py).
+the input-pipeline benchmark (timm CPU vs DALI, alone and end to end with the model; tools/bench_input.py).
 
     python -m tools.bench                          # CUDA: ViT-S/16 + LLaMA-7B-shaped block, batch 256
     python -m tools.bench --device cpu             # CPU: ViT-S/16 + 1024-wide LLaMA-like block, batch 8
@@ -271,16 +271,27 @@ def run_variant(variant: Variant, args: argparse.Namespace, cfg: LMConfig, devic
     return result
 
 
-def _train_step(runner, optimizer, images, labels, device: torch.device, dtype: str, losses: list):
-    """One full training step: forward under autocast, cross-entropy, backward, AdamW step."""
+def make_train_step(runner, optimizer, device: torch.device, dtype: str):
+    """``step(images, targets) -> loss``: forward under autocast, cross-entropy (hard or soft targets), backward,
+    AdamW step."""
 
-    def step():
+    def step(images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         with autocast(device, dtype):
-            loss = F.cross_entropy(runner(images), labels)
+            loss = F.cross_entropy(runner(images), targets)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.detach())
+        return loss.detach()
+
+    return step
+
+
+def _train_step(runner, optimizer, images, labels, device: torch.device, dtype: str, losses: list):
+    """One full training step on the fixed batch (``make_train_step``); losses are collected."""
+    step_on = make_train_step(runner, optimizer, device, dtype)
+
+    def step():
+        losses.append(step_on(images, labels))
 
     return step
 

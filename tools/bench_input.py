@@ -1,67 +1,209 @@
-"""Input-pipeline throughput: timm CPU transforms vs the DALI pipeline (``python -m tools.bench input``).
+"""Input pipelines against the model they feed (``python -m tools.bench input``): img/s of timm's CPU pipeline and
+of the DALI pipeline, alone and end to end with a training step, and the model's own step rate, in one run.
 
-Reads ``DATA_PATH/train/<wnid>/*`` with DeiT's training recipe both ways and reports img/s over ``--batches``
-batches after one warm-up batch (start-up excluded): ``cpu`` = DataLoader with ``--workers`` processes and timm's
-transform (image_cls/data/transforms.py); ``dali`` = image_cls/data/dali.py with ``--workers`` threads, on the GPU
-(mixed decode) when CUDA is available, else on DALI's CPU backend. Random erasing is included in both.
+Reads ``DATA_PATH/train`` (folders or ``train.tar``) with DeiT's training recipe (RandomResizedCrop, flip,
+RandAugment m9, normalise, random erasing; Mixup/CutMix on the device batch as ``image_cls.train`` does):
+
+- ``cpu``: DataLoader with ``--workers`` processes and timm's transform (image_cls/data/transforms.py), pinned;
+- ``dali``: image_cls/data/dali.py with ``--workers`` reader processes and DALI threads, on the GPU (nvJPEG
+  decode) when CUDA is available, else on DALI's CPU backend.
+
+For each pipeline: *input* = batches delivered on the device per second; *end to end* = training steps per second
+with the batches coming from the pipeline; and *model only* = the same step on one batch already on the device.
+The model is ``tools.bench``'s ViT + frozen LLaMA-shaped block with random weights (``--config``, default
+``ours_compile`` on CUDA, ``ours`` on the CPU). Wall-clock rates over ``--batches`` batches after ``--warmup``
+(start-up excluded); epochs restart as needed (their restart cost included). Prints a table, writes JSON.
+
+    python -m tools.bench input --data-path /data/imagenet --workers 16             # CUDA: ViT-S + 4096 block
+    python -m tools.bench input --data-path DIR --workers 1 --batches 4 --device cpu
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import sys
 import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import torch
 
-from image_cls.data.build import build_task_data
+from image_cls.data.build import DataPathError, build_task_data
+from image_cls.data.transforms import build_mixup
 from image_cls.options import build_parser
+from tools.bench import PATCH_SIZE, VARIANTS, VIT_SHAPES, build_model, describe_device, llm_config, make_train_step
+from tools.bench_measure import release_memory, synchronize
+
+PIPELINES = ("cpu", "dali")
+# Per device: (vit, llm_dim, batch, input size, timed batches, warm-up batches, model configuration).
+DEFAULTS = {"cuda": ("small", 4096, 256, 224, 50, 5, "ours_compile"), "cpu": ("tiny", 256, 16, 64, 6, 1, "ours")}
 
 
-def _time(loader, batches: int, device: torch.device) -> float:
-    iterator = iter(loader)
-    next(iterator)
-    start, n = time.perf_counter(), 0
+def make_parser() -> argparse.ArgumentParser:
+    """The input mode's command line."""
+    p = argparse.ArgumentParser(prog="python -m tools.bench input", description=__doc__.splitlines()[0])
+    p.add_argument("--data-path", required=True, help="ImageNet layout: train/<wnid>/ folders or train.tar")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--pipelines", default="cpu,dali", help=f"comma-separated, of {', '.join(PIPELINES)}")
+    p.add_argument("--workers", type=int, default=4, help="DataLoader workers / DALI reader processes and threads")
+    p.add_argument("--batches", type=int, help="timed batches per measurement")
+    p.add_argument("--warmup", type=int, help="untimed batches before each measurement")
+    p.add_argument("--batch-size", type=int, help="even (Mixup/CutMix pairs images)")
+    p.add_argument("--input-size", type=int, help="crop size, a multiple of 16 (the ViT's patch)")
+    p.add_argument("--config", choices=[n for n, v in VARIANTS.items() if v.block != "reference"],
+                   help="model configuration of tools.bench (default ours_compile on CUDA, ours on the CPU)")
+    p.add_argument("--vit", choices=list(VIT_SHAPES))
+    p.add_argument("--llm-dim", type=int, help="width of the LLaMA-shaped block (4096 = LLaMA-7B)")
+    p.add_argument("--dtype", choices=["bfloat16", "float16", "float32"], default="bfloat16")
+    p.add_argument("--json", help="output JSON path (default runs/bench/input_<device>.json)")
+    return p
+
+
+def resolve_args(opts: argparse.Namespace, parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """Device defaults and checks (``parser.error``: one line, exit 2)."""
+    if opts.device == "auto":
+        opts.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if opts.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda, but torch.cuda.is_available() is False")
+    vit, dim, batch, size, batches, warmup, config = DEFAULTS[opts.device]
+    opts.vit, opts.llm_dim, opts.batch_size = opts.vit or vit, opts.llm_dim or dim, opts.batch_size or batch
+    opts.input_size, opts.batches = opts.input_size or size, opts.batches or batches
+    opts.warmup = warmup if opts.warmup is None else opts.warmup
+    opts.config = opts.config or config
+    opts.pipelines = [name.strip() for name in opts.pipelines.split(",") if name.strip()]
+    if not opts.pipelines or any(name not in PIPELINES for name in opts.pipelines):
+        parser.error(f"--pipelines: comma-separated names of {', '.join(PIPELINES)}")
+    if opts.batch_size < 2 or opts.batch_size % 2:
+        parser.error("--batch-size must be even (Mixup/CutMix mix pairs of images)")
+    if opts.input_size < 48 or opts.input_size % PATCH_SIZE:
+        parser.error(f"--input-size must be a multiple of {PATCH_SIZE}, at least 48")
+    if opts.batches < 1 or opts.workers < 0 or opts.llm_dim % 64:
+        parser.error("--batches must be >= 1, --workers >= 0 and --llm-dim a multiple of 64")
+    opts.json = opts.json or f"runs/bench/input_{opts.device}.json"
+    return opts
+
+
+def _forever(loader: Any) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The loader's batches, epoch after epoch (``set_epoch`` on the loader or its sampler)."""
+    epoch = 0
+    while True:
+        for owner in (loader, getattr(loader, "sampler", None)):
+            if hasattr(owner, "set_epoch"):
+                owner.set_epoch(epoch)
+        yield from loader
+        epoch += 1
+
+
+def _rate(fn: Callable[[], int], batches: int, warmup: int, device: torch.device) -> float:
+    """Images per second of ``fn`` (returns the images it handled) over ``batches`` calls after ``warmup``."""
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    start, images = time.perf_counter(), 0
     for _ in range(batches):
-        images, _ = next(iterator)
-        images = images.to(device, non_blocking=True)
-        n += images.shape[0]
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return n / (time.perf_counter() - start)
+        images += fn()
+    synchronize(device)
+    return images / (time.perf_counter() - start)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Time both pipelines; print one JSON line."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-path", required=True, help="folder with train/<wnid>/ and val/<wnid>/")
-    parser.add_argument("--workers", type=int, default=4, help="DataLoader workers / DALI threads")
-    parser.add_argument("--batches", type=int, default=20, help="timed batches per pipeline")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--input-size", type=int, default=224)
-    opts = parser.parse_args(argv)
+def build_loader(name: str, data: Any, args: argparse.Namespace, device: torch.device) -> Any:
+    """The training loader of pipeline ``name`` (``cpu`` or ``dali``)."""
+    if name == "cpu":
+        return torch.utils.data.DataLoader(
+            data.train, batch_size=args.batch_size, shuffle=True, num_workers=args.num_workers, drop_last=True,
+            pin_memory=device.type == "cuda", persistent_workers=args.num_workers > 0)
+    from image_cls.data import dali
+
+    dali.check_dali_config(args)
+    return dali.build_dali_loaders(data.train, data.val, args, device=device)[0]
+
+
+def measure(opts: argparse.Namespace) -> dict[str, Any]:
+    """Every measurement of one run (see the module docstring)."""
+    device = torch.device(opts.device)
     args = build_parser().parse_args(["--data-path", opts.data_path, "--batch-size", str(opts.batch_size),
                                       "--input-size", str(opts.input_size), "--num-workers", str(opts.workers),
                                       "--no-repeated-aug"])
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     data = build_task_data(args)
-    if len(data.train) < opts.batch_size * (opts.batches + 1):
-        parser.error(f"{opts.data_path}: {len(data.train)} training images, need batch size x (batches + 1)")
-    cpu_loader = torch.utils.data.DataLoader(data.train, batch_size=opts.batch_size, shuffle=True,
-                                             num_workers=opts.workers, drop_last=True,
-                                             pin_memory=device.type == "cuda")
-    result = {"device": device.type, "workers": opts.workers, "batch_size": opts.batch_size,
-              "cpu_img_s": round(_time(cpu_loader, opts.batches, device), 1)}
-    from image_cls.data import dali
+    if len(data.train) < opts.batch_size:
+        raise DataPathError(f"{opts.data_path}: {len(data.train)} training images, fewer than one batch")
+    spec = argparse.Namespace(vit=opts.vit, img_size=opts.input_size, llm_blocks=1, dtype=opts.dtype,
+                              llm_config=None, llm_dim=opts.llm_dim)
+    cfg = llm_config(spec)
+    variant = VARIANTS[opts.config]
+    model = build_model(variant, spec, cfg, device).train()
+    runner = torch.compile(model) if variant.compile else model
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=1e-4, **({"fused": True} if device.type == "cuda" else {}))
+    step = make_train_step(runner, optimizer, device, opts.dtype)
+    mixup = build_mixup(args, 1000)
 
+    def train_on(images: torch.Tensor, labels: torch.Tensor) -> int:
+        images = images.to(device, non_blocking=True)
+        labels = labels.to(device, non_blocking=True)
+        step(*mixup(images, labels))
+        return images.shape[0]
+
+    g = torch.Generator().manual_seed(0)
+    fixed = (torch.randn(opts.batch_size, 3, opts.input_size, opts.input_size, generator=g).to(device),
+             torch.randint(0, 1000, (opts.batch_size,), generator=g).to(device))
+    warmup = max(opts.warmup, 2 if variant.compile else 0)
+    results: dict[str, Any] = {"images": len(data.train),
+                               "model_only_img_s": _rate(lambda: train_on(*fixed), opts.batches, warmup, device)}
+    for name in opts.pipelines:
+        print(f"[bench input] {name}", file=sys.stderr, flush=True)
+        batches = _forever(build_loader(name, data, args, device))
+
+        def deliver(batches: Iterator = batches) -> int:
+            images, _ = next(batches)
+            return images.to(device, non_blocking=True).shape[0]
+
+        input_rate = _rate(deliver, opts.batches, max(1, opts.warmup), device)
+        e2e = _rate(lambda batches=batches: train_on(*next(batches)), opts.batches, opts.warmup, device)
+        results[name] = {"input_img_s": input_rate, "end_to_end_img_s": e2e,
+                         "end_to_end_over_model_only": e2e / results["model_only_img_s"]}
+        del batches
+        release_memory(device)
+    return results
+
+
+def format_table(meta: dict[str, Any], results: dict[str, Any]) -> str:
+    """Markdown table of the run."""
+    lines = [f"{meta['device']}, torch {meta['torch']}, {meta['model']}, batch {meta['batch_size']}, "
+             f"{meta['input_size']} px, {meta['workers']} workers, {meta['images']} training images", "",
+             "| pipeline | input img/s | end-to-end train img/s | end to end / model only |", "|---|---|---|---|",
+             f"| (model only, batch on the device) | | {results['model_only_img_s']:.1f} | 1.00 |"]
+    for name in PIPELINES:
+        if name in results:
+            r = results[name]
+            lines.append(f"| {name} | {r['input_img_s']:.1f} | {r['end_to_end_img_s']:.1f} | "
+                         f"{r['end_to_end_over_model_only']:.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the input benchmark; print the table and write JSON (exit 2 with one line on bad input)."""
+    parser = make_parser()
+    opts = resolve_args(parser.parse_args(argv), parser)
+    torch.manual_seed(0)
     try:
-        dali.import_dali()
-    except dali.DaliUnavailable as err:
-        print(f"error: {err}", file=sys.stderr)
+        results = measure(opts)
+    except (DataPathError, ValueError, ImportError) as err:  # bad data path, DALI missing or misconfigured
+        print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)
         return 2
-    dali_loader, _ = dali.build_dali_loaders(data.train, data.val, args, device=device)
-    result["dali_img_s"] = round(_time(dali_loader, opts.batches, device), 1)
-    result["dali_over_cpu"] = round(result["dali_img_s"] / result["cpu_img_s"], 2)
-    print(json.dumps(result))
+    device = torch.device(opts.device)
+    meta = {"device": describe_device(device), "torch": torch.__version__, "batch_size": opts.batch_size,
+            "input_size": opts.input_size, "workers": opts.workers, "batches": opts.batches, "warmup": opts.warmup,
+            "model": f"ViT-{opts.vit} + {opts.llm_dim}-wide block, {opts.config}, {opts.dtype}",
+            "images": results.pop("images"),
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "command": "python -m tools.bench input " + " ".join(argv if argv is not None else sys.argv[2:])}
+    print(format_table(meta, results))
+    out = Path(opts.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+    print(f"\nwrote {out}")
     return 0

@@ -27,6 +27,7 @@ backend. What it does, against the CPU path (timm ``create_transform``, image_cl
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import warnings
 from collections.abc import Callable, Iterator
@@ -84,6 +85,21 @@ def _rand_augment_args(aa: str) -> tuple[int, int]:
     return n, m
 
 
+@contextlib.contextmanager
+def _without_dali_deprecations() -> Iterator[None]:
+    """Drop the DeprecationWarnings DALI raises about itself: its ``rand_augment`` calls its own deprecated
+    ``fn.experimental`` aliases and forces those warnings on (a "default" filter), so filters cannot mute them."""
+    show = warnings.showwarning
+
+    def show_others(message, category, filename, *args, **kwargs):
+        if not (issubclass(category, DeprecationWarning) and "nvidia/dali" in filename.replace("\\", "/")):
+            show(message, category, filename, *args, **kwargs)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show_others
+        yield
+
+
 def build_pipeline(source: EncodedBatches, args: argparse.Namespace, *, device: str = "cpu", seed: int = 0,
                    num_threads: int = 2, py_workers: int = 0) -> Any:
     """The DALI pipeline over ``source``'s batches: outputs ``images`` (CHW float32), ``labels``, ``skipped``.
@@ -133,8 +149,7 @@ def build_pipeline(source: EncodedBatches, args: argparse.Namespace, *, device: 
 
     device_id = torch.cuda.current_device() if device == "gpu" else None
     workers = {"py_num_workers": py_workers, "py_start_method": "spawn"} if parallel else {}
-    with warnings.catch_warnings():  # rand_augment calls DALI's own deprecated fn.experimental aliases
-        warnings.simplefilter("ignore", DeprecationWarning)
+    with _without_dali_deprecations():
         pipe = pipeline(batch_size=source.batch_size, num_threads=num_threads, device_id=device_id, seed=seed,
                         prefetch_queue_depth=2, **workers)
         pipe.build()
