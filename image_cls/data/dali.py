@@ -13,7 +13,8 @@ backend. What it does, against the CPU path (timm ``create_transform``, image_cl
   is always applied (timm applies each with probability 0.5). Op ranges match timm's "increasing" ops (shear 0.3,
   translate 0.45 of the size, rotate 30 deg, enhance 1 +- 0.9, posterize 8->4 bits, solarize 256->0).
   Without ``--aa``, ``--color-jitter`` is DALI's ``color_twist`` (brightness/contrast/saturation, fixed order).
-- eval: decode -> bicubic resize of the shorter side to ``input_size / eval_crop_ratio`` -> centre crop.
+- eval (training's validation and ``image_cls.evaluate --data-pipeline dali``): decode -> bicubic resize of the
+  shorter side to ``input_size / eval_crop_ratio`` (not for ImageNet-C's 224 px images) -> centre crop.
 - Reading (image_cls/data/dali_source.py): the files of the CPU path's datasets -- folders or ``<split>.tar``,
   same class indices, same subsets -- are read by a Python ``external_source`` in DALI's worker processes
   (``--num-workers`` of them; 0 reads in the training process) and decoded by DALI. The sample order is the CPU
@@ -101,11 +102,12 @@ def _without_dali_deprecations() -> Iterator[None]:
 
 
 def build_pipeline(source: EncodedBatches, args: argparse.Namespace, *, device: str = "cpu", seed: int = 0,
-                   num_threads: int = 2, py_workers: int = 0) -> Any:
+                   num_threads: int = 2, py_workers: int = 0, eval_resize: bool = True) -> Any:
     """The DALI pipeline over ``source``'s batches: outputs ``images`` (CHW float32), ``labels``, ``skipped``.
 
     ``device`` "gpu" decodes with nvJPEG ("mixed") and augments on the current CUDA device; ``py_workers`` > 0
-    reads the files in that many spawned worker processes (0: in this process).
+    reads the files in that many spawned worker processes (0: in this process). ``eval_resize=False``: evaluation
+    crops without resizing first (ImageNet-C's 224 px images, as ``build_imagenet_c_transform``).
     """
     dali = import_dali()
     from nvidia.dali import fn, types
@@ -140,8 +142,9 @@ def build_pipeline(source: EncodedBatches, args: argparse.Namespace, *, device: 
             mirror = fn.random.coin_flip(probability=0.5)
         else:
             images = fn.decoders.image(jpegs, device=decode_device, output_type=types.RGB)
-            images = fn.resize(images, resize_shorter=int(size / args.eval_crop_ratio),
-                               interp_type=types.INTERP_CUBIC)
+            if eval_resize:
+                images = fn.resize(images, resize_shorter=int(size / args.eval_crop_ratio),
+                                   interp_type=types.INTERP_CUBIC)
             mirror = False
         images = fn.crop_mirror_normalize(images, dtype=types.FLOAT, output_layout="CHW", crop=(size, size),
                                           mean=mean, std=std, mirror=mirror)
@@ -206,6 +209,27 @@ class DaliLoader:
         self._next_epoch = self._epoch
 
 
+def _pipeline_factory(args: argparse.Namespace, device: torch.device, rank: int,
+                      eval_resize: bool = True) -> Callable[[EncodedBatches], Any]:
+    workers = max(0, int(args.num_workers))
+
+    def make_pipeline(source: EncodedBatches) -> Any:
+        return build_pipeline(source, args, device="gpu" if device.type == "cuda" else "cpu",
+                              seed=int(args.seed) + rank, num_threads=max(1, workers), py_workers=workers,
+                              eval_resize=eval_resize)
+
+    return make_pipeline
+
+
+def build_eval_loader(dataset: Dataset, args: argparse.Namespace, *, batch_size: int, rank: int = 0,
+                      world_size: int = 1, device: torch.device | None = None, resize: bool = True) -> DaliLoader:
+    """Evaluation loader over a folder / tar dataset (``--input-size``, ``--eval-crop-ratio``, ``--num-workers``):
+    this rank's contiguous shard in dataset order, like the engine's evaluation sampler."""
+    source = EncodedBatches(dataset, batch_size=batch_size, train=False, rank=rank, world_size=world_size)
+    return DaliLoader(source, _pipeline_factory(args, device or torch.device("cpu"), rank, resize),
+                      skipped=source.source.skipped)
+
+
 def build_dali_loaders(train_set: Dataset | None, val_set: Dataset, args: argparse.Namespace, *, rank: int = 0,
                        world_size: int = 1, device: torch.device | None = None
                        ) -> tuple[DaliLoader | None, DaliLoader]:
@@ -215,22 +239,15 @@ def build_dali_loaders(train_set: Dataset | None, val_set: Dataset, args: argpar
     processes and DALI threads; the validation batch is 1.5x ``--batch-size`` like the CPU path's.
     """
     device = device or torch.device("cpu")
-    dali_device = "gpu" if device.type == "cuda" else "cpu"
-    workers = max(0, int(args.num_workers))
-
-    def make_pipeline(source: EncodedBatches) -> Any:
-        return build_pipeline(source, args, device=dali_device, seed=int(args.seed) + rank,
-                              num_threads=max(1, workers), py_workers=workers)
-
-    def loader(dataset: Dataset, train: bool, batch_size: int, erasing: RandomErasing | None = None) -> DaliLoader:
-        source = EncodedBatches(dataset, batch_size=batch_size, train=train, seed=int(args.seed), rank=rank,
-                                world_size=world_size)
-        return DaliLoader(source, make_pipeline, random_erasing=erasing, skipped=source.source.skipped)
-
     train_loader = None
     if train_set is not None:
         erasing = None
         if args.reprob > 0:
             erasing = RandomErasing(args.reprob, mode=args.remode, max_count=args.recount, device=device.type)
-        train_loader = loader(train_set, True, args.batch_size, erasing)
-    return train_loader, loader(val_set, False, int(1.5 * args.batch_size))
+        source = EncodedBatches(train_set, batch_size=args.batch_size, train=True, seed=int(args.seed), rank=rank,
+                                world_size=world_size)
+        train_loader = DaliLoader(source, _pipeline_factory(args, device, rank), random_erasing=erasing,
+                                  skipped=source.source.skipped)
+    val_loader = build_eval_loader(val_set, args, batch_size=int(1.5 * args.batch_size), rank=rank,
+                                   world_size=world_size, device=device)
+    return train_loader, val_loader

@@ -58,11 +58,15 @@ def encoded_image_problem(data: bytes) -> str | None:
     return f"not an image file (starts with {data[:8]!r})"
 
 
+def dataset_source(dataset: Dataset) -> Dataset:
+    """The dataset behind a ``Subset`` (else ``dataset`` itself)."""
+    return dataset.dataset if isinstance(dataset, Subset) else dataset
+
+
 def _unwrap(dataset: Dataset) -> tuple[Any, np.ndarray | None]:
     """(the folder / tar dataset, its indices when ``dataset`` is a ``Subset`` of it, else None)."""
-    indices = None
-    if isinstance(dataset, Subset):
-        dataset, indices = dataset.dataset, np.asarray(dataset.indices, dtype=np.int64)
+    indices = np.asarray(dataset.indices, dtype=np.int64) if isinstance(dataset, Subset) else None
+    dataset = dataset_source(dataset)
     if not callable(getattr(dataset, "read_bytes", None)):
         raise ValueError(f"--data-pipeline dali reads ImageNet folders or tars only, not a {type(dataset).__name__}")
     return dataset, indices

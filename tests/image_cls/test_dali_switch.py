@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from train_helpers import train_argv
 
-from image_cls import train
+from image_cls import evaluate, train
 from image_cls.data import dali
 from image_cls.options import build_parser
 
@@ -74,3 +74,10 @@ def test_unsupported_settings_are_config_errors(no_dali, extra: tuple[str, ...],
 def test_rand_augment_string_parsing() -> None:
     assert dali._rand_augment_args("rand-m9-mstd0.5-inc1") == (2, 9)
     assert dali._rand_augment_args("rand-n3-m7") == (3, 7)
+
+
+def test_evaluate_cli_exits_2_without_dali(no_dali, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    argv = ["--resume", str(tmp_path / "checkpoint.pth"), "--device", "cpu", "--data-pipeline", "dali"]
+    assert evaluate.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pip install nvidia-dali-cuda120" in err[0]
