@@ -35,13 +35,23 @@ def setup_logging(rank: int = 0) -> None:
 
 
 def count_parameters(model: nn.Module) -> dict[str, int]:
-    """``n_parameters`` (all, shared tensors once), ``n_trainable`` and ``n_frozen`` (``requires_grad=False``)."""
+    """``n_parameters`` (all, shared tensors once), ``n_trainable`` and ``n_frozen`` (``requires_grad=False``).
+
+    A module may name parameters that only hold another memory layout of one counted already (its
+    ``layout_copies``, e.g. an FP8 block weight kept transposed for the backward GEMM); those are not counted.
+    """
     trainable = frozen = 0
-    for p in model.parameters():
-        if p.requires_grad:
-            trainable += p.numel()
-        else:
-            frozen += p.numel()
+    seen: set[int] = set()
+    for module in model.modules():
+        copies = getattr(module, "layout_copies", ())
+        for name, p in module.named_parameters(recurse=False):
+            if name in copies or id(p) in seen:
+                continue
+            seen.add(id(p))
+            if p.requires_grad:
+                trainable += p.numel()
+            else:
+                frozen += p.numel()
     return {"n_parameters": trainable + frozen, "n_trainable": trainable, "n_frozen": frozen}
 
 

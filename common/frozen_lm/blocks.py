@@ -44,6 +44,8 @@ class BlockLinear(nn.Module):
     DDP's start-up broadcast works on every backend (gloo has no float8 type).
     """
 
+    layout_copies = ("weight_t",)  # FP8: ``weight`` transposed, not counted again (engine ``count_parameters``)
+
     def __init__(self, in_features: int, out_features: int, bias: bool, dtype: torch.dtype, device=None):
         super().__init__()
         self.in_features, self.out_features = in_features, out_features

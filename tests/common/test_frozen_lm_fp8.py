@@ -156,3 +156,12 @@ def test_resume_refuses_switching_fp8(meta_dir):
     check_fingerprints(saved, LLMAdapter.from_spec(8, LLMSpec(variant="frozen", path=str(meta_dir), dtype="bfloat16")))
     with pytest.raises(ValueError, match="fp8 was None, now True"):
         check_fingerprints(saved, LLMAdapter.from_spec(8, LLMSpec(variant="frozen", path=str(meta_dir), fp8=True)))
+
+
+def test_parameter_counts_do_not_double_with_two_fp8_layouts():
+    from common.engine.logging import count_parameters
+
+    plain = count_parameters(LLMAdapter(32, FrozenLM.from_config(TINY, seed=0)))
+    fp8 = LLMAdapter(32, FrozenLM.from_config(TINY, seed=0, fp8=True))
+    assert count_parameters(fp8) == plain and plain["n_frozen"] == TINY.params_per_layer()
+    assert count_parameters(copy.deepcopy(fp8).to("cpu")) == plain  # the rule survives copies and moves

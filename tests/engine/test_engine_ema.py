@@ -30,3 +30,13 @@ def test_ema_shares_frozen_weights_and_averages_only_trainable_ones():
         torch.testing.assert_close(value, 0.5 * before[key] + 0.5 * model.state_dict()[key])
     for name, param in model.adapter.lm.named_parameters():
         assert torch.equal(param, frozen_before[name]) and param is ema_params[f"adapter.lm.{name}"]
+
+
+def test_parameter_counts_count_a_tied_parameter_once():
+    from common.engine.logging import count_parameters
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4, bias=False), torch.nn.Linear(4, 3, bias=False))
+    model[1].weight = torch.nn.Parameter(torch.zeros(3, 4), requires_grad=False)
+    assert count_parameters(model) == {"n_parameters": 24, "n_trainable": 12, "n_frozen": 12}
+    model[1].weight = model[0].weight  # tied (same shape needed only for the count)
+    assert count_parameters(model) == {"n_parameters": 12, "n_trainable": 12, "n_frozen": 0}
