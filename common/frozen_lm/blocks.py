@@ -13,6 +13,8 @@ generic ``model.apply(init_fn)`` (timm's ViT does) must not re-initialise loaded
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -180,6 +182,7 @@ class Block(nn.Module):
 
     def __init__(self, cfg: LMConfig, dtype: torch.dtype, device=None):
         super().__init__()
+        self.tensor_shapes = cfg.layer_tensor_shapes()  # what ``load_tensors`` takes, by logical name
         self.pre_norm = cfg.pre_norm
         self.attn_norm = BlockNorm(cfg.norm_type, cfg.dim, cfg.norm_eps, cfg.norm_affine, dtype, device)
         self.attn = Attention(cfg, dtype, device)
@@ -194,25 +197,30 @@ class Block(nn.Module):
         return self.ffn_norm(x + self.ffn(x))
 
     @torch.no_grad()
-    def load_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+    def load_tensors(self, tensors: Mapping[str, torch.Tensor] | Iterable[tuple[str, torch.Tensor]]) -> None:
         """Copy tensors named as in ``LMConfig.layer_tensor_shapes`` into the fused parameters (casting dtype).
 
-        The caller (a checkpoint reader) has already checked shapes; the name sets must match exactly.
+        ``tensors``: a mapping, or (name, tensor) pairs consumed one at a time (``CheckpointReader.iter_layer``).
+        The name set must match exactly and each tensor must fill its rows of the fused parameter.
         """
-        fused = self.fused_sources()
-        wanted = {part for parts in fused.values() for part in parts}
-        if wanted != set(tensors):
-            raise ValueError(f"block tensors mismatch: missing {sorted(wanted - set(tensors))}, "
-                             f"unexpected {sorted(set(tensors) - wanted)}")
-        for param_name, parts in fused.items():
-            param = self.get_parameter(param_name)
-            offset = 0
+        slots = {}  # logical name -> rows of its fused parameter
+        for param_name, parts in self.fused_sources().items():
+            param, offset = self.get_parameter(param_name), 0
             for part in parts:
-                rows = tensors[part].shape[0]
-                param[offset:offset + rows].copy_(tensors[part])
+                rows = self.tensor_shapes[part][0]
+                slots[part] = param[offset:offset + rows]
                 offset += rows
-            if offset != param.shape[0]:
-                raise ValueError(f"{param_name}: loaded {offset} rows, parameter has {param.shape[0]}")
+        pairs = tensors.items() if isinstance(tensors, Mapping) else tensors
+        loaded = set()
+        for name, tensor in pairs:
+            if name not in slots or name in loaded:
+                raise ValueError(f"block tensors mismatch: unexpected {'repeated ' if name in loaded else ''}{name!r}")
+            if tuple(tensor.shape) != tuple(slots[name].shape):
+                raise ValueError(f"{name}: shape {tuple(tensor.shape)}, the block expects {tuple(slots[name].shape)}")
+            slots[name].copy_(tensor)
+            loaded.add(name)
+        if loaded != set(slots):
+            raise ValueError(f"block tensors mismatch: missing {sorted(set(slots) - loaded)}")
 
     def fused_sources(self) -> dict[str, tuple[str, ...]]:
         """Parameter name -> logical tensor names stacked (along rows) into it."""

@@ -117,7 +117,7 @@ class FrozenLM(nn.Module):
                 reader.final_norm_sources()  # fail before reading any layer
             lm = cls(reader.config, len(indices), final_norm, dtype, trainable, device)
             for block, index in zip(lm.blocks, indices):
-                block.load_tensors(reader.read_layer(index))
+                block.load_tensors(reader.iter_layer(index))
             if final_norm == "pretrained":
                 with torch.no_grad():
                     for name, tensor in reader.read_final_norm().items():

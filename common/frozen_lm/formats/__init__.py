@@ -63,7 +63,8 @@ def inspect_checkpoint(path: str | os.PathLike, layers: int | Iterable[int] = (-
         cfg = reader.config
         indices = resolve_layers(layers, cfg.n_layers)
         for index in indices:
-            reader.read_layer(index)
+            for _ in reader.iter_layer(index):
+                pass
         if final_norm == "pretrained":
             reader.read_final_norm()
         return {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import torch
 
 from ..config import LMConfig, Shape
 from ..errors import CheckpointError
+from .pages import release_file_pages
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,9 @@ class CheckpointReader(ABC):
 
     def read(self, key: str) -> torch.Tensor:
         """Read one tensor (the only place tensor data is touched): counted and hashed."""
+        return self._read_raw(key)[0]
+
+    def _read_raw(self, key: str) -> tuple[torch.Tensor, memoryview]:
         try:
             tensor, raw = self._load(key)
         except CheckpointError:
@@ -94,7 +99,12 @@ class CheckpointReader(ABC):
         self._hash.update(key.encode())
         self._hash.update(repr(tuple(tensor.shape)).encode())
         self._hash.update(raw)
-        return tensor
+        return tensor, raw
+
+    def _release(self, key: str, raw: memoryview) -> None:
+        """Drop the resident mapped pages behind a consumed tensor (see ``pages.py``); readers whose raw bytes
+        are a copy override this to release the mapped pieces instead."""
+        release_file_pages(raw)
 
     def layer_sources(self, index: int) -> dict[str, str]:
         """Logical name -> key for every tensor layer ``index`` must have; strict about missing and extra keys."""
@@ -137,6 +147,11 @@ class CheckpointReader(ABC):
 
     def read_tensors(self, sources: dict[str, str], expected: dict[str, Shape], what: str) -> dict[str, torch.Tensor]:
         """Check shapes/dtypes of all ``sources`` from headers first, then read them in sorted logical order."""
+        self.check_tensors(sources, expected, what)
+        return {name: self.read(sources[name]) for name in sorted(sources)}
+
+    def check_tensors(self, sources: dict[str, str], expected: dict[str, Shape], what: str) -> None:
+        """Shapes and dtypes of ``sources`` against ``expected``, from headers only (strict)."""
         for name in sorted(sources):
             key = sources[name]
             info = self.info(key)
@@ -146,11 +161,24 @@ class CheckpointReader(ABC):
             if tuple(info.shape) != tuple(expected[name]):
                 raise CheckpointError(f"{self.file_of(key)}: tensor '{key}' ({what}) has shape {tuple(info.shape)}, "
                                       f"the checkpoint's config implies {tuple(expected[name])}")
-        return {name: self.read(sources[name]) for name in sorted(sources)}
 
     def read_layer(self, index: int) -> dict[str, torch.Tensor]:
         """All tensors of layer ``index`` by logical name (strict)."""
         return self.read_tensors(self.layer_sources(index), self.config.layer_tensor_shapes(), f"layer {index}")
+
+    def iter_layer(self, index: int) -> Iterator[tuple[str, torch.Tensor]]:
+        """(logical name, tensor) of layer ``index``, one at a time (strict: every header is checked first).
+
+        Use each tensor before asking for the next: its mapped file pages are then released, so loading a block
+        holds one stored tensor at a time on top of the block, not the whole stored layer.
+        """
+        sources = self.layer_sources(index)
+        self.check_tensors(sources, self.config.layer_tensor_shapes(), f"layer {index}")
+        for name in sorted(sources):
+            tensor, raw = self._read_raw(sources[name])
+            yield name, tensor
+            del tensor
+            self._release(sources[name], raw)
 
     def read_final_norm(self) -> dict[str, torch.Tensor]:
         """The checkpoint's final norm tensors by parameter name (strict)."""

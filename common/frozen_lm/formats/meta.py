@@ -17,6 +17,7 @@ import torch
 from ..config import LMConfig, meta_ffn_hidden
 from ..errors import CheckpointError
 from .base import CheckpointReader, TensorInfo, torch_dtype_is_float, torch_load_mmap, torch_raw_bytes
+from .pages import release_file_pages
 
 PARAMS_FILE = "params.json"
 SHARD_GLOB = "consolidated.*.pth"
@@ -137,6 +138,10 @@ class MetaReader(CheckpointReader):
         else:
             tensor = torch.cat(pieces, dim=dim)
         return tensor, torch_raw_bytes(tensor)
+
+    def _release(self, key: str, raw: memoryview) -> None:
+        for piece in self._pieces(key):  # joined shards: ``raw`` is a copy, the pieces are mapped
+            release_file_pages(torch_raw_bytes(piece))
 
     def close(self) -> None:
         self._states = []
