@@ -138,12 +138,18 @@ def make_parser() -> argparse.ArgumentParser:
     return p
 
 
+def resolve_device(choice: str, parser: argparse.ArgumentParser) -> str:
+    """``--device`` auto / cpu / cuda -> cpu or cuda (``parser.error`` when CUDA is asked for but absent)."""
+    if choice == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if choice == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda, but torch.cuda.is_available() is False")
+    return choice
+
+
 def resolve_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> argparse.Namespace:
     """Fill device-dependent defaults and validate (``parser.error`` exits with one line on bad input)."""
-    if args.device == "auto":
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda, but torch.cuda.is_available() is False")
+    args.device = resolve_device(args.device, parser)
     vit, dim, batch, tokens, steps, warmup = DEFAULTS["smoke" if args.smoke else args.device]
     args.vit = args.vit or vit
     args.batch_size = args.batch_size or batch

@@ -34,7 +34,17 @@ import torch
 from image_cls.data.build import DataPathError, build_task_data
 from image_cls.data.transforms import build_mixup
 from image_cls.options import build_parser
-from tools.bench import PATCH_SIZE, VARIANTS, VIT_SHAPES, build_model, describe_device, llm_config, make_train_step
+from tools.bench import (
+    DTYPES,
+    PATCH_SIZE,
+    VARIANTS,
+    VIT_SHAPES,
+    build_model,
+    describe_device,
+    llm_config,
+    make_train_step,
+    resolve_device,
+)
 from tools.bench_measure import release_memory, synchronize
 
 PIPELINES = ("cpu", "dali")
@@ -57,17 +67,14 @@ def make_parser() -> argparse.ArgumentParser:
                    help="model configuration of tools.bench (default ours_compile on CUDA, ours on the CPU)")
     p.add_argument("--vit", choices=list(VIT_SHAPES))
     p.add_argument("--llm-dim", type=int, help="width of the LLaMA-shaped block (4096 = LLaMA-7B)")
-    p.add_argument("--dtype", choices=["bfloat16", "float16", "float32"], default="bfloat16")
+    p.add_argument("--dtype", choices=list(DTYPES), default="bfloat16", help="autocast and frozen-weight dtype")
     p.add_argument("--json", help="output JSON path (default runs/bench/input_<device>.json)")
     return p
 
 
 def resolve_args(opts: argparse.Namespace, parser: argparse.ArgumentParser) -> argparse.Namespace:
     """Device defaults and checks (``parser.error``: one line, exit 2)."""
-    if opts.device == "auto":
-        opts.device = "cuda" if torch.cuda.is_available() else "cpu"
-    if opts.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda, but torch.cuda.is_available() is False")
+    opts.device = resolve_device(opts.device, parser)
     vit, dim, batch, size, batches, warmup, config = DEFAULTS[opts.device]
     opts.vit, opts.llm_dim, opts.batch_size = opts.vit or vit, opts.llm_dim or dim, opts.batch_size or batch
     opts.input_size, opts.batches = opts.input_size or size, opts.batches or batches
