@@ -22,7 +22,7 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +35,10 @@ from common.engine import distributed, loop
 from common.engine import logging as runlog
 from common.engine.errors import ConfigError, EngineError
 from image_cls.checkpoints import TrainedModel, load_trained_model
-from image_cls.data import dali
 from image_cls.data.build import build_task_data, model_classes
-from image_cls.data.dali import PIPELINES
-from image_cls.data.dali_source import dataset_source
+from image_cls.data.dali import DaliUnavailable, import_dali
 from image_cls.data.imagenet import LAYOUTS, DataPathError, build_imagenet_dataset
+from image_cls.data.loaders import PIPELINES, build_eval_loader
 from image_cls.data.robustness import ROBUSTNESS_SETS, EvalSet, build_robustness_sets
 from image_cls.data.transforms import build_eval_transform, build_imagenet_c_transform
 from image_cls.evaluation import predict
@@ -74,8 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-workers", type=int, default=4)
     parser.add_argument("--pin-mem", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--data-pipeline", default="cpu", choices=PIPELINES,
-                        help="dali: NVIDIA DALI decode + resize/crop (GPU when CUDA; the 'dali' extra) for the "
-                             "ImageNet-layout sets (imagenet, robustness sets); 'val' of a small data set stays cpu")
+                        help="dali: NVIDIA DALI (the 'dali' extra), gpu: torchvision nvJPEG decode, resize/crop on "
+                             "the GPU; for the ImageNet-layout sets (imagenet, robustness sets); 'val' of a small "
+                             "data set stays cpu")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--amp", default="none", choices=("none", "bf16", "fp16"))
     parser.add_argument("--save-logits", default=None, metavar="FILE.npy", help="write logits in dataset order")
@@ -151,22 +151,15 @@ def logits_path(base: Path, set_name: str, single: bool) -> Path:
     return base.with_name(f"{base.stem}_{set_name.replace('/', '_')}{base.suffix or '.npy'}")
 
 
-def eval_loader(eval_set: EvalSet, data: argparse.Namespace, pipeline: str, device: torch.device) -> Iterable:
-    """The set's loader: the engine's (timm transforms in workers) or DALI's for a folder / tar set."""
-    if pipeline == "dali" and callable(getattr(dataset_source(eval_set.dataset), "read_bytes", None)):
-        return dali.build_eval_loader(eval_set.dataset, data, batch_size=data.batch_size,
-                                      rank=distributed.get_rank(), world_size=distributed.get_world_size(),
-                                      device=device, resize=eval_set.corruption is None)
-    return loop.make_loader(eval_set.dataset, data, train=False)
-
-
 def evaluate_sets(model: torch.nn.Module, sets: list[EvalSet], data: argparse.Namespace, num_classes: int,
                   device: torch.device, amp: str, save_logits: Path | None,
                   pipeline: str = "cpu") -> dict[str, Any]:
     """Per-set metrics (and per-set skipped-image counts); logits written by rank 0 when asked."""
     per_set: dict[str, Any] = {}
     for eval_set in sets:
-        loader = eval_loader(eval_set, data, pipeline, device)
+        loader = build_eval_loader(eval_set.dataset, data, pipeline, device=device,
+                                   resize=eval_set.corruption is None, rank=distributed.get_rank(),
+                                   world_size=distributed.get_world_size())
         with loop.autocast(device, amp):
             logits, targets = predict(model, loader, num_classes)
         metrics = score(logits, targets, eval_set.logit_indices)
@@ -228,8 +221,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         overrides["llm_path"] = args.llm_path
     if args.data_pipeline == "dali":
         try:
-            dali.import_dali()
-        except dali.DaliUnavailable as err:
+            import_dali()
+        except DaliUnavailable as err:
             raise ConfigError(str(err)) from None
     trained = load_trained_model(args.resume, args.ema, overrides)
     data = data_settings(args, trained)

@@ -12,8 +12,8 @@ import argparse
 
 from common.engine import config
 from common.frozen_lm import add_llm_args
-from image_cls.data.dali import PIPELINES
 from image_cls.data.imagenet import LAYOUTS
+from image_cls.data.loaders import PIPELINES
 from image_cls.models import LLM_POSITIONS
 
 DATASETS = ("imagenet", "fashion_mnist", "digits")
@@ -42,8 +42,9 @@ def add_task_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     data.add_argument("--train-subset", type=int, default=0, help="train on a fixed random subset of N (0: all)")
     data.add_argument("--val-subset", type=int, default=0, help="evaluate on a fixed random subset of N (0: all)")
     data.add_argument("--data-pipeline", default="cpu", choices=PIPELINES,
-                      help="cpu: timm transforms in DataLoader workers; dali: NVIDIA DALI decode + augment (GPU when "
-                      "CUDA, else DALI's CPU backend; needs the 'dali' extra, ImageNet folders, --no-repeated-aug)")
+                      help="cpu: timm transforms in DataLoader workers; dali: NVIDIA DALI decode + augment (the 'dali' "
+                      "extra, --no-repeated-aug); gpu: torchvision nvJPEG decode + the same recipe on GPU tensors. "
+                      "dali/gpu: ImageNet folders or tars; on the CPU when there is no CUDA")
     data.add_argument("--eval-crop-ratio", type=float, default=0.875, help="eval: resize to input/ratio, centre crop")
 
     aug = parser.add_argument_group("augmentation (imagenet; the grey demo sets are used as they are)")

@@ -28,10 +28,10 @@ from torch import nn
 from common.engine import distributed, loop, optim
 from common.engine.errors import ConfigError
 from common.frozen_lm import LLMSpec
-from image_cls.data import dali
 from image_cls.data.build import TaskData, build_task_data
 from image_cls.data.imagenet import DataPathError
-from image_cls.data.transforms import build_mixup, build_train_sampler
+from image_cls.data.loaders import build_train_val_loaders, check_pipeline_config
+from image_cls.data.transforms import build_mixup
 from image_cls.evaluation import evaluate_accuracy
 from image_cls.models import build_model
 from image_cls.options import build_parser, global_batch, optimizer_lr
@@ -62,11 +62,10 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ConfigError(str(err)) from err
     if spec.enabled and not Path(spec.path).exists():
         raise ConfigError(f"--llm-path {spec.path}: no such file or directory")
-    if args.data_pipeline == "dali":
-        try:
-            dali.check_dali_config(args)
-        except (ValueError, dali.DaliUnavailable) as err:
-            raise ConfigError(str(err)) from None
+    try:
+        check_pipeline_config(args)
+    except (ValueError, ImportError) as err:  # incl. DaliUnavailable, naming the package to install
+        raise ConfigError(str(err)) from None
 
 
 def _skipped_images_stats(data: TaskData, device: torch.device):
@@ -115,17 +114,11 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             images, targets = mixup_fn(images, targets)
         return criterion(train_model(images), targets)
 
-    if args.data_pipeline == "dali":
-        try:
-            train_loader, val_loader = dali.build_dali_loaders(data.train, data.val, args, rank=info.rank,
-                                                               world_size=info.world_size, device=info.device)
-        except ValueError as err:  # e.g. a dataset that is not an ImageNet folder or tar
-            raise ConfigError(str(err)) from err
-    else:
-        sampler = (build_train_sampler(data.train, True, info.world_size, info.rank, args.seed)
-                   if args.repeated_aug else None)
-        train_loader = loop.make_loader(data.train, args, train=True, sampler=sampler)
-        val_loader = loop.make_loader(data.val, args, train=False, batch_size=int(1.5 * args.batch_size))
+    try:
+        train_loader, val_loader = build_train_val_loaders(data, args, rank=info.rank, world_size=info.world_size,
+                                                           device=info.device)
+    except ValueError as err:  # e.g. a GPU pipeline on a dataset that is not an ImageNet folder or tar
+        raise ConfigError(str(err)) from err
     return loop.fit(args, model, train_loader, loss_fn, val_loader=val_loader, evaluate_fn=evaluate_accuracy,
                     best_metric="acc1", best_mode="max", optimizer=optimizer, dist_info=info,
                     epoch_stats=_skipped_images_stats(data, info.device))

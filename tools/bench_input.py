@@ -1,12 +1,14 @@
 """Input pipelines against the model they feed (``python -m tools.bench input``): img/s of timm's CPU pipeline and
-of the DALI pipeline, alone and end to end with a training step, and the model's own step rate, in one run.
+of the two GPU pipelines, alone and end to end with a training step, and the model's own step rate, in one run.
 
 Reads ``DATA_PATH/train`` (folders or ``train.tar``) with DeiT's training recipe (RandomResizedCrop, flip,
 RandAugment m9, normalise, random erasing; Mixup/CutMix on the device batch as ``image_cls.train`` does):
 
 - ``cpu``: DataLoader with ``--workers`` processes and timm's transform (image_cls/data/transforms.py), pinned;
 - ``dali``: image_cls/data/dali.py with ``--workers`` reader processes and DALI threads, on the GPU (nvJPEG
-  decode) when CUDA is available, else on DALI's CPU backend.
+  decode) when CUDA is available, else on DALI's CPU backend;
+- ``gpu``: image_cls/data/gpu_pipeline.py: ``--workers`` DataLoader processes read files, the training process
+  decodes (batched nvJPEG on CUDA) and augments on the device.
 
 For each pipeline: *input* = batches delivered on the device per second; *end to end* = training steps per second
 with the batches coming from the pipeline; and *model only* = the same step on one batch already on the device.
@@ -15,6 +17,7 @@ The model is ``tools.bench``'s ViT + frozen LLaMA-shaped block with random weigh
 (start-up excluded); epochs restart as needed (their restart cost included). Prints a table, writes JSON.
 
     python -m tools.bench input --data-path /data/imagenet --workers 16             # CUDA: ViT-S + 4096 block
+    python -m tools.bench input --synthetic 4096 --workers 16                       # no data at hand
     python -m tools.bench input --data-path DIR --workers 1 --batches 4 --device cpu
 """
 
@@ -22,16 +25,21 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import json
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image
 
 from image_cls.data.build import DataPathError, build_task_data
+from image_cls.data.loaders import PIPELINES, build_train_val_loaders, check_pipeline_config
 from image_cls.data.transforms import build_mixup
 from image_cls.options import build_parser
 from tools.bench import (
@@ -47,7 +55,6 @@ from tools.bench import (
 )
 from tools.bench_measure import release_memory, synchronize
 
-PIPELINES = ("cpu", "dali")
 # Per device: (vit, llm_dim, batch, input size, timed batches, warm-up batches, model configuration).
 DEFAULTS = {"cuda": ("small", 4096, 256, 224, 50, 5, "ours_compile"), "cpu": ("tiny", 256, 16, 64, 6, 1, "ours")}
 
@@ -55,9 +62,13 @@ DEFAULTS = {"cuda": ("small", 4096, 256, 224, 50, 5, "ours_compile"), "cpu": ("t
 def make_parser() -> argparse.ArgumentParser:
     """The input mode's command line."""
     p = argparse.ArgumentParser(prog="python -m tools.bench input", description=__doc__.splitlines()[0])
-    p.add_argument("--data-path", required=True, help="ImageNet layout: train/<wnid>/ folders or train.tar")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data-path", help="ImageNet layout: train/<wnid>/ folders or train.tar")
+    source.add_argument("--synthetic", type=int, metavar="N", help="N random-texture 500x375 JPEGs of ~80 KB "
+                                                                   "(ImageNet-like) written to a temporary folder")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--pipelines", default="cpu,dali", help=f"comma-separated, of {', '.join(PIPELINES)}")
+    p.add_argument("--pipelines", help=f"comma-separated, of {', '.join(PIPELINES)} (default: cpu, gpu, and dali "
+                                       "when it is installed)")
     p.add_argument("--workers", type=int, default=4, help="DataLoader workers / DALI reader processes and threads")
     p.add_argument("--batches", type=int, help="timed batches per measurement")
     p.add_argument("--warmup", type=int, help="untimed batches before each measurement")
@@ -80,6 +91,8 @@ def resolve_args(opts: argparse.Namespace, parser: argparse.ArgumentParser) -> a
     opts.input_size, opts.batches = opts.input_size or size, opts.batches or batches
     opts.warmup = warmup if opts.warmup is None else opts.warmup
     opts.config = opts.config or config
+    if opts.pipelines is None:
+        opts.pipelines = "cpu,gpu" + (",dali" if importlib.util.find_spec("nvidia.dali") else "")
     opts.pipelines = [name.strip() for name in opts.pipelines.split(",") if name.strip()]
     if not opts.pipelines or any(name not in PIPELINES for name in opts.pipelines):
         parser.error(f"--pipelines: comma-separated names of {', '.join(PIPELINES)}")
@@ -91,6 +104,22 @@ def resolve_args(opts: argparse.Namespace, parser: argparse.ArgumentParser) -> a
         parser.error("--batches must be >= 1, --workers >= 0 and --llm-dim a multiple of 64")
     opts.json = opts.json or f"runs/bench/input_{opts.device}.json"
     return opts
+
+
+def write_synthetic_jpegs(root: Path, count: int, classes: int = 10, seed: int = 0) -> Path:
+    """``count`` ImageNet-like JPEGs under ``root/train/<class>/`` (2 per class under ``root/val/``): 500x375
+    smooth random textures with noise, quality 90, about 80 KB each; returns ``root``."""
+    rng = np.random.default_rng(seed)
+    classes = min(classes, count)  # every validation class must be a training class
+    for split, n in (("train", count), ("val", 2 * classes)):
+        for i in range(n):
+            folder = root / split / f"n{i % classes:08d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            small = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+            base = np.asarray(Image.fromarray(small).resize((500, 375), Image.BICUBIC), dtype=np.int16)
+            pixels = np.clip(base + rng.normal(0, 11, base.shape), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / f"{i:07d}.JPEG", quality=90)
+    return root
 
 
 def _forever(loader: Any) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -117,15 +146,10 @@ def _rate(fn: Callable[[], int], batches: int, warmup: int, device: torch.device
 
 
 def build_loader(name: str, data: Any, args: argparse.Namespace, device: torch.device) -> Any:
-    """The training loader of pipeline ``name`` (``cpu`` or ``dali``)."""
-    if name == "cpu":
-        return torch.utils.data.DataLoader(
-            data.train, batch_size=args.batch_size, shuffle=True, num_workers=args.num_workers, drop_last=True,
-            pin_memory=device.type == "cuda", persistent_workers=args.num_workers > 0)
-    from image_cls.data import dali
-
-    dali.check_dali_config(args)
-    return dali.build_dali_loaders(data.train, data.val, args, device=device)[0]
+    """The training loader ``image_cls.train`` builds for ``--data-pipeline name``."""
+    args = argparse.Namespace(**{**vars(args), "data_pipeline": name})
+    check_pipeline_config(args)
+    return build_train_val_loaders(data, args, rank=0, world_size=1, device=device)[0]
 
 
 def measure(opts: argparse.Namespace) -> dict[str, Any]:
@@ -196,14 +220,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
     opts = resolve_args(parser.parse_args(argv), parser)
     torch.manual_seed(0)
-    try:
-        results = measure(opts)
-    except (DataPathError, ValueError, ImportError) as err:  # bad data path, DALI missing or misconfigured
-        print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)
-        return 2
+    with tempfile.TemporaryDirectory(prefix="bench_input_") as tmp:
+        if opts.synthetic:
+            opts.data_path = str(write_synthetic_jpegs(Path(tmp), opts.synthetic))
+        try:
+            results = measure(opts)
+        except (DataPathError, ValueError, ImportError) as err:  # bad data path, DALI missing or misconfigured
+            print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)
+            return 2
     device = torch.device(opts.device)
     meta = {"device": describe_device(device), "torch": torch.__version__, "batch_size": opts.batch_size,
-            "input_size": opts.input_size, "workers": opts.workers, "batches": opts.batches, "warmup": opts.warmup,
+            "input_size": opts.input_size, "workers": opts.workers, "data": opts.data_path if not opts.synthetic
+            else f"{opts.synthetic} synthetic 500x375 JPEGs", "batches": opts.batches, "warmup": opts.warmup,
             "model": f"ViT-{opts.vit} + {opts.llm_dim}-wide block, {opts.config}, {opts.dtype}",
             "images": results.pop("images"),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

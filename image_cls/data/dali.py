@@ -15,7 +15,7 @@ backend. What it does, against the CPU path (timm ``create_transform``, image_cl
   Without ``--aa``, ``--color-jitter`` is DALI's ``color_twist`` (brightness/contrast/saturation, fixed order).
 - eval (training's validation and ``image_cls.evaluate --data-pipeline dali``): decode -> bicubic resize of the
   shorter side to ``input_size / eval_crop_ratio`` (not for ImageNet-C's 224 px images) -> centre crop.
-- Reading (image_cls/data/dali_source.py): the files of the CPU path's datasets -- folders or ``<split>.tar``,
+- Reading (image_cls/data/encoded.py): the files of the CPU path's datasets -- folders or ``<split>.tar``,
   same class indices, same subsets -- are read by a Python ``external_source`` in DALI's worker processes
   (``--num-workers`` of them; 0 reads in the training process) and decoded by DALI. The sample order is the CPU
   path's: ``DistributedSampler(seed=--seed)`` per epoch for training (each sample once per epoch across ranks,
@@ -40,11 +40,10 @@ from timm.data.random_erasing import RandomErasing
 from torch.utils.data import Dataset
 
 from common.engine.data import SkipCounter
-from image_cls.data.dali_source import EncodedBatches
+from image_cls.data.encoded import EncodedBatches
 
 INSTALL_HINT = "pip install nvidia-dali-cuda120 (or the project's 'dali' extra: pip install -e '.[dali]')"
 RAND_AUGMENT_BINS = 11  # magnitude m of 0..10, as timm's RandAugment levels
-PIPELINES = ("cpu", "dali")
 
 
 class DaliUnavailable(ImportError):
@@ -227,7 +226,7 @@ def build_eval_loader(dataset: Dataset, args: argparse.Namespace, *, batch_size:
     this rank's contiguous shard in dataset order, like the engine's evaluation sampler."""
     source = EncodedBatches(dataset, batch_size=batch_size, train=False, rank=rank, world_size=world_size)
     return DaliLoader(source, _pipeline_factory(args, device or torch.device("cpu"), rank, resize),
-                      skipped=source.source.skipped)
+                      skipped=source.files.skipped)
 
 
 def build_dali_loaders(train_set: Dataset | None, val_set: Dataset, args: argparse.Namespace, *, rank: int = 0,
@@ -247,7 +246,7 @@ def build_dali_loaders(train_set: Dataset | None, val_set: Dataset, args: argpar
         source = EncodedBatches(train_set, batch_size=args.batch_size, train=True, seed=int(args.seed), rank=rank,
                                 world_size=world_size)
         train_loader = DaliLoader(source, _pipeline_factory(args, device, rank), random_erasing=erasing,
-                                  skipped=source.source.skipped)
+                                  skipped=source.files.skipped)
     val_loader = build_eval_loader(val_set, args, batch_size=int(1.5 * args.batch_size), rank=rank,
                                    world_size=world_size, device=device)
     return train_loader, val_loader

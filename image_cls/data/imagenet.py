@@ -44,7 +44,7 @@ class SkipUnreadable:
 
     Subclasses provide ``read_bytes(i)`` (the encoded file), ``label_of(i)`` and ``describe(i)`` (for messages) and
     set ``transform``, ``target_transform`` and ``skipped`` (a ``SkipCounter``). The DALI pipeline reads the same
-    three methods (image_cls/data/dali_source.py).
+    three methods (image_cls/data/encoded.py).
     """
 
     transform: Callable | None

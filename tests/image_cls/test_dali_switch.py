@@ -30,7 +30,7 @@ def _args(*extra: str):
     return build_parser().parse_args(["--data-path", "/nonexistent", *extra])
 
 
-def test_default_is_cpu_and_flag_and_yaml_select_dali(tmp_path: Path) -> None:
+def test_default_is_cpu_and_flag_and_yaml_select_a_pipeline(tmp_path: Path) -> None:
     assert _args().data_pipeline == "cpu"
     assert _args("--data-pipeline", "dali").data_pipeline == "dali"
     preset = tmp_path / "preset.yaml"
@@ -39,8 +39,9 @@ def test_default_is_cpu_and_flag_and_yaml_select_dali(tmp_path: Path) -> None:
 
     args = config.parse_args(build_parser(), ["--config", str(preset)])
     assert (args.data_pipeline, args.repeated_aug) == ("dali", False)
+    assert _args("--data-pipeline", "gpu").data_pipeline == "gpu"
     with pytest.raises(SystemExit):
-        build_parser().parse_args(["--data-pipeline", "gpu"])
+        build_parser().parse_args(["--data-pipeline", "tpu"])
 
 
 def test_missing_dali_is_one_line_error_naming_the_package(no_dali) -> None:

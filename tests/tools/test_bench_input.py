@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tools import bench
+from tools import bench, bench_input
 
 SMOKE = ["--device", "cpu", "--vit", "micro", "--llm-dim", "64", "--input-size", "48", "--batch-size", "4",
          "--batches", "2", "--warmup", "1", "--workers", "0"]
@@ -34,7 +34,7 @@ def jpeg_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.mark.parametrize("pipelines", ["cpu", "cpu,dali"])
+@pytest.mark.parametrize("pipelines", ["cpu,gpu", "cpu,gpu,dali"])
 def test_one_run_reports_every_rate(jpeg_folder: Path, tmp_path: Path, pipelines: str, capsys) -> None:
     if "dali" in pipelines and importlib.util.find_spec("nvidia.dali") is None:
         pytest.skip("the dali extra is not installed")
@@ -60,7 +60,7 @@ def test_one_run_reports_every_rate(jpeg_folder: Path, tmp_path: Path, pipelines
 @pytest.mark.parametrize("argv, message", [
     (["--batch-size", "3"], "--batch-size must be even"),
     (["--input-size", "40"], "--input-size must be a multiple of 16"),
-    (["--pipelines", "cpu,gpu"], "--pipelines"),
+    (["--pipelines", "cpu,tpu"], "--pipelines"),
 ])
 def test_bad_arguments_exit_2(jpeg_folder: Path, argv: list[str], message: str, capsys) -> None:
     with pytest.raises(SystemExit) as exc:
@@ -72,3 +72,15 @@ def test_missing_data_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
     assert bench.main(["input", "--data-path", str(tmp_path / "none"), *SMOKE]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no such directory" in err[0]
+
+
+def test_synthetic_jpegs_are_imagenet_like_and_benchmarkable(tmp_path: Path) -> None:
+    root = bench_input.write_synthetic_jpegs(tmp_path, 6, classes=3)
+    train = sorted((root / "train").rglob("*.JPEG"))
+    assert len(train) == 6 and len(list((root / "val").rglob("*.JPEG"))) == 6
+    with Image.open(train[0]) as image:
+        assert image.size == (500, 375) and image.format == "JPEG"
+    assert all(50_000 < f.stat().st_size < 120_000 for f in train)  # ~80 KB, like ImageNet's
+    out = tmp_path / "input.json"
+    assert bench.main(["input", "--synthetic", "8", "--pipelines", "gpu", *SMOKE, "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["meta"]["data"] == "8 synthetic 500x375 JPEGs"

@@ -1,4 +1,5 @@
-"""The DALI pipeline's reader (``EncodedBatches``): order, sharding, layouts and skipping; runs without DALI."""
+"""The encoded-file readers of the GPU pipelines (``EncodedFiles``, DALI's ``EncodedBatches``): order, sharding,
+layouts and skipping; runs without DALI."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from PIL import Image
 
 from common.engine import loop
 from image_cls.data.build import build_task_data
-from image_cls.data.dali_source import EncodedBatches, encoded_image_problem
+from image_cls.data.encoded import EncodedBatches, encoded_image_problem
 from image_cls.options import build_parser
 
 

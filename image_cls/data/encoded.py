@@ -1,7 +1,13 @@
-"""What the DALI pipeline decodes: the encoded files of a folder or tar dataset, in the CPU path's sample order.
+"""The encoded image files of a folder or tar dataset, for pipelines that decode on the GPU (DALI, ``gpu``).
 
-``EncodedBatches`` is the callback of DALI's ``fn.external_source`` (batch mode, ``batch_info=True``; run in
-DALI's Python worker processes when ``--num-workers`` > 0). Batch ``k`` of epoch ``e`` holds, for this rank:
+``EncodedFiles`` is a map-style dataset of ``(file bytes, label, files skipped)``: the bytes come from the
+dataset's own ``read_bytes`` (a folder file, or a member of ``<split>.tar`` by offset), a ``Subset`` keeps its
+indices, and a file the GPU decoders could not decode -- unreadable, empty, not an image, a JPEG or PNG cut short --
+is replaced by the next readable one, as the CPU path does (``SkipUnreadable``), and counted. The check reads
+markers only (no decode): a file whose compressed data is damaged inside an intact frame reaches the decoder.
+
+``EncodedBatches`` is DALI's ``fn.external_source`` callback (batch mode, ``batch_info=True``; run in DALI's Python
+worker processes when ``--num-workers`` > 0). Batch ``k`` of epoch ``e`` holds, for this rank:
 
 - training: positions ``k*B .. (k+1)*B`` of ``DistributedSampler(shuffle=True, seed=--seed)`` set to epoch
   ``first_epoch + e`` -- the order the CPU path's ``loop.make_loader`` draws, so a run is reproducible from
@@ -9,11 +15,7 @@ DALI's Python worker processes when ``--num-workers`` > 0). Batch ``k`` of epoch
   order; the last partial batch is dropped as by the CPU DataLoader's ``drop_last``;
 - evaluation: this rank's contiguous, unpadded shard (``ShardSampler``), the last batch partial.
 
-Files are read with the dataset's own ``read_bytes`` (a folder file, or a member of ``<split>.tar`` by offset).
-A file DALI could not decode -- unreadable, empty, not an image, a JPEG or PNG cut short -- is replaced by the
-next readable one, as the CPU path does (``SkipUnreadable``), and counted: the callback's third output carries
-the number of files skipped for each sample. The check reads markers only (no decode): a file whose compressed
-data is damaged inside an intact frame reaches the decoder, which stops with its error.
+The ``gpu`` pipeline reads ``EncodedFiles`` through the CPU path's own DataLoader and samplers instead.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import logging
 from typing import Any
 
 import numpy as np
+import torch
 from torch.utils.data import Dataset, DistributedSampler, Subset
 
 from common.engine.distributed import ShardSampler
@@ -72,6 +75,53 @@ def _unwrap(dataset: Dataset) -> tuple[Any, np.ndarray | None]:
     return dataset, indices
 
 
+class EncodedFiles(Dataset):
+    """``(uint8 tensor of the file's bytes, label, files skipped)`` for each position of ``dataset``.
+
+    Args:
+        dataset: an ``ImageFolderSkipping`` / ``ImageTarDataset`` or a ``Subset`` of one.
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        source, self.indices = _unwrap(dataset)
+        self.source = copy.copy(source)
+        self.source.transform = None  # the GPU pipelines transform; the copy pickled to each worker stays small
+        self.skipped = source.skipped  # the dataset's counter (the copy shares it)
+        self.size = len(dataset)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, position: int) -> tuple[torch.Tensor, int, int]:
+        index = int(position if self.indices is None else self.indices[position])
+        data, label, skipped = self.read(index)
+        return torch.frombuffer(bytearray(data), dtype=torch.uint8), label, skipped
+
+    def read(self, index: int) -> tuple[bytes, int, int]:
+        """(encoded file, label, files skipped) of the first decodable file from ``index`` of the underlying
+        dataset on (wrapping around)."""
+        n = len(self.source)
+        for attempt in range(min(n, MAX_CONSECUTIVE_UNREADABLE)):
+            i = (index + attempt) % n
+            try:
+                data = self.source.read_bytes(i)
+            except OSError as err:
+                problem = f"{type(err).__name__}: {err}"
+            else:
+                problem = encoded_image_problem(data)
+            if problem is None:
+                return data, int(self.source.label_of(i)), attempt
+            _log.warning("skipping unreadable image %s (%s)", self.source.describe(i), problem)
+        raise DataPathError(f"{MAX_CONSECUTIVE_UNREADABLE} consecutive unreadable images from "
+                            f"{self.source.describe(index)} on: the data set is broken")
+
+
+def collate_encoded(batch: list[tuple[torch.Tensor, int, int]]) -> tuple[list[torch.Tensor], torch.Tensor, int]:
+    """DataLoader collate of ``EncodedFiles`` items: (file tensors, labels, files skipped in the batch)."""
+    files, labels, skipped = zip(*batch, strict=True)
+    return list(files), torch.tensor(labels, dtype=torch.int64), int(sum(skipped))
+
+
 class EncodedBatches:
     """``fn.external_source`` callback: ``(encoded uint8 arrays, labels, skipped counts)`` of one batch.
 
@@ -85,22 +135,24 @@ class EncodedBatches:
 
     def __init__(self, dataset: Dataset, *, batch_size: int, train: bool, seed: int = 0, rank: int = 0,
                  world_size: int = 1, first_epoch: int = 0) -> None:
-        source, self.indices = _unwrap(dataset)
-        self.source = copy.copy(source)
-        self.source.transform = None  # DALI transforms; the copy pickled to each worker stays small
-        self.size = len(dataset)
+        self.files = EncodedFiles(dataset)
         self.batch_size, self.train, self.first_epoch = batch_size, train, first_epoch
         if train:
-            self.sampler = DistributedSampler(range(self.size), num_replicas=world_size, rank=rank, shuffle=True,
+            self.sampler = DistributedSampler(self.files, num_replicas=world_size, rank=rank, shuffle=True,
                                               seed=seed)
         else:
-            self.sampler = ShardSampler(range(self.size), num_replicas=world_size, rank=rank)
+            self.sampler = ShardSampler(self.files, num_replicas=world_size, rank=rank)
         self._cached: tuple[int, np.ndarray] | None = None
 
     def __len__(self) -> int:
         """Batches per epoch on this rank."""
         n = len(self.positions(self.first_epoch))
         return n // self.batch_size if self.train else -(-n // self.batch_size)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_cached"] = None
+        return state
 
     def positions(self, epoch: int) -> np.ndarray:
         """This rank's dataset positions in the order of training epoch ``epoch`` (eval: the same every epoch)."""
@@ -119,26 +171,9 @@ class EncodedBatches:
             raise StopIteration
         encoded, labels, skipped = [], [], []
         for position in order[start:stop]:
-            index = int(position if self.indices is None else self.indices[position])
-            data, label, n_skipped = self.read(index)
+            index = int(position if self.files.indices is None else self.files.indices[position])
+            data, label, n_skipped = self.files.read(index)
             encoded.append(np.frombuffer(data, dtype=np.uint8))
             labels.append(np.array([label], dtype=np.int32))
             skipped.append(np.array([n_skipped], dtype=np.int32))
         return encoded, labels, skipped
-
-    def read(self, index: int) -> tuple[bytes, int, int]:
-        """(encoded file, label, files skipped) of the first decodable file from ``index`` on (wrapping around)."""
-        n = len(self.source)
-        for attempt in range(min(n, MAX_CONSECUTIVE_UNREADABLE)):
-            i = (index + attempt) % n
-            try:
-                data = self.source.read_bytes(i)
-            except OSError as err:
-                problem = f"{type(err).__name__}: {err}"
-            else:
-                problem = encoded_image_problem(data)
-            if problem is None:
-                return data, int(self.source.label_of(i)), attempt
-            _log.warning("skipping unreadable image %s (%s)", self.source.describe(i), problem)
-        raise DataPathError(f"{MAX_CONSECUTIVE_UNREADABLE} consecutive unreadable images from "
-                            f"{self.source.describe(index)} on: the data set is broken")
