@@ -11,9 +11,9 @@ import torch
 from image_fixtures import WNIDS, write_jpeg
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch.utils.data import DataLoader, DistributedSampler
-from train_helpers import train_argv
+from train_helpers import evaluate_with_pipeline, train_argv
 
-from image_cls import evaluate, train
+from image_cls import train
 from image_cls.data.build import build_task_data
 from image_cls.options import build_parser
 
@@ -100,12 +100,7 @@ def test_train_and_evaluate_clis_on_the_tar_layout(imagenet_tar: Path, tmp_path:
     assert log[-1]["epoch"] == 0 and log[-1]["train_skipped_images"] == 2
     logits, acc1 = {}, {}
     for pipeline in ("cpu", "dali"):
-        argv = ["--resume", str(out / "checkpoint.pth"), "--num-workers", "0", "--batch-size", "4", "--device",
-                "cpu", "--data-pipeline", pipeline, "--save-logits", str(tmp_path / f"{pipeline}.npy"),
-                "--output-json", str(tmp_path / f"{pipeline}.json")]
-        assert evaluate.main(argv) == 0
-        logits[pipeline] = np.load(tmp_path / f"{pipeline}.npy")
-        result = json.loads((tmp_path / f"{pipeline}.json").read_text())["results"]["imagenet"]
+        logits[pipeline], result = evaluate_with_pipeline(out, tmp_path, pipeline)
         assert result["n"] == 6
         acc1[pipeline] = result["acc1"]
     assert acc1["dali"] == pytest.approx(log[-1]["test_acc1"], abs=1e-4)  # training's DALI evaluation

@@ -18,10 +18,10 @@ from PIL import Image
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.data import auto_augment as timm_aa
 from timm.data.auto_augment import RandAugment
-from train_helpers import train_argv
+from train_helpers import evaluate_with_pipeline, train_argv
 
 from common.engine import loop
-from image_cls import evaluate, train
+from image_cls import train
 from image_cls.data.build import build_task_data
 from image_cls.data.gpu_pipeline import build_gpu_loaders, check_gpu_config, decode_images, image_decoders
 from image_cls.data.tensor_augment import TENSOR_OPS, TrainImageTransform, tensor_rand_augment
@@ -198,12 +198,10 @@ def test_train_and_evaluate_clis(imagenet_tar: Path, tmp_path: Path) -> None:
     train.run(train_argv(imagenet_tar, out, "--data-pipeline", "gpu"))  # DeiT's repeated augmentation included
     log = [json.loads(line) for line in (out / "log.txt").read_text().splitlines()]
     assert log[-1]["epoch"] == 0 and log[-1]["train_skipped_images"] >= 2
-    logits = {}
+    logits, acc1 = {}, {}
     for pipeline in ("cpu", "gpu"):
-        argv = ["--resume", str(out / "checkpoint.pth"), "--num-workers", "0", "--batch-size", "4", "--device",
-                "cpu", "--data-pipeline", pipeline, "--save-logits", str(tmp_path / f"{pipeline}.npy"),
-                "--output-json", str(tmp_path / f"{pipeline}.json")]
-        assert evaluate.main(argv) == 0
-        logits[pipeline] = np.load(tmp_path / f"{pipeline}.npy")
-        assert json.loads((tmp_path / f"{pipeline}.json").read_text())["results"]["imagenet"]["n"] == 6
+        logits[pipeline], result = evaluate_with_pipeline(out, tmp_path, pipeline)
+        assert result["n"] == 6
+        acc1[pipeline] = result["acc1"]
+    assert acc1["gpu"] == pytest.approx(log[-1]["test_acc1"], abs=1e-4)  # training's evaluation, same pipeline
     assert np.abs(logits["gpu"] - logits["cpu"]).max() < 0.02 * np.abs(logits["cpu"]).max()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -27,3 +29,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def evaluate_with_pipeline(run_dir: Path, out_dir: Path, pipeline: str) -> tuple[np.ndarray, dict]:
+    """``image_cls.evaluate`` of ``run_dir``'s checkpoint on its ImageNet val split through ``--data-pipeline
+    pipeline``: (saved logits, the ``imagenet`` results)."""
+    from image_cls import evaluate
+
+    logits, results = out_dir / f"{pipeline}.npy", out_dir / f"{pipeline}.json"
+    argv = ["--resume", str(run_dir / "checkpoint.pth"), "--num-workers", "0", "--batch-size", "4", "--device", "cpu",
+            "--data-pipeline", pipeline, "--save-logits", str(logits), "--output-json", str(results)]
+    assert evaluate.main(argv) == 0
+    return np.load(logits), json.loads(results.read_text())["results"]["imagenet"]
