@@ -43,7 +43,7 @@ def add_task_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     data.add_argument("--val-subset", type=int, default=0, help="evaluate on a fixed random subset of N (0: all)")
     data.add_argument("--data-pipeline", default="cpu", choices=PIPELINES,
                       help="cpu: timm transforms in DataLoader workers; dali: NVIDIA DALI decode + augment (the 'dali' "
-                      "extra, --no-repeated-aug); gpu: torchvision nvJPEG decode + the same recipe on GPU tensors. "
+                      "extra); gpu: torchvision nvJPEG decode + the same recipe on GPU tensors. "
                       "dali/gpu: ImageNet folders or tars; on the CPU when there is no CUDA")
     data.add_argument("--eval-crop-ratio", type=float, default=0.875, help="eval: resize to input/ratio, centre crop")
 

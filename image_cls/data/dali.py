@@ -18,11 +18,10 @@ backend. What it does, against the CPU path (timm ``create_transform``, image_cl
 - Reading (image_cls/data/encoded.py): the files of the CPU path's datasets -- folders or ``<split>.tar``,
   same class indices, same subsets -- are read by a Python ``external_source`` in DALI's worker processes
   (``--num-workers`` of them; 0 reads in the training process) and decoded by DALI. The sample order is the CPU
-  path's: ``DistributedSampler(seed=--seed)`` per epoch for training (each sample once per epoch across ranks,
-  the last partial batch dropped; a resumed run replays the uninterrupted run's order), a contiguous unpadded
-  shard per rank for evaluation. Files DALI could not decode (unreadable, empty, not an image, cut short) are
-  skipped and counted like the CPU path's unreadable images. Repeated augmentation is not supported
-  (``--repeated-aug`` with this pipeline is a configuration error).
+  path's: ``DistributedSampler(seed=--seed)`` per epoch for training, or timm's ``RepeatAugSampler`` with
+  ``--repeated-aug`` (each sample once per epoch across ranks, the last partial batch dropped; a resumed run replays
+  the uninterrupted run's order), a contiguous unpadded shard per rank for evaluation. Files DALI could not decode
+  (unreadable, empty, not an image, cut short) are skipped and counted like the CPU path's unreadable images.
 """
 
 from __future__ import annotations
@@ -63,8 +62,6 @@ def check_dali_config(args: argparse.Namespace) -> None:
     """``ValueError`` (one line) for settings the DALI pipeline cannot honour; ``DaliUnavailable`` without DALI."""
     if args.dataset != "imagenet":
         raise ValueError(f"--data-pipeline dali reads ImageNet folders or tars only, not --dataset {args.dataset}")
-    if args.repeated_aug:
-        raise ValueError("--data-pipeline dali does not support repeated augmentation: add --no-repeated-aug")
     if args.input_size <= 32:
         raise ValueError("--data-pipeline dali needs --input-size > 32 (DeiT's small-image RandomCrop is CPU-only)")
     if args.aa and not str(args.aa).startswith("rand"):
@@ -244,7 +241,7 @@ def build_dali_loaders(train_set: Dataset | None, val_set: Dataset, args: argpar
         if args.reprob > 0:
             erasing = RandomErasing(args.reprob, mode=args.remode, max_count=args.recount, device=device.type)
         source = EncodedBatches(train_set, batch_size=args.batch_size, train=True, seed=int(args.seed), rank=rank,
-                                world_size=world_size)
+                                world_size=world_size, repeated_aug=bool(args.repeated_aug))
         train_loader = DaliLoader(source, _pipeline_factory(args, device, rank), random_erasing=erasing,
                                   skipped=source.files.skipped)
     val_loader = build_eval_loader(val_set, args, batch_size=int(1.5 * args.batch_size), rank=rank,

@@ -9,8 +9,9 @@ markers only (no decode): a file whose compressed data is damaged inside an inta
 ``EncodedBatches`` is DALI's ``fn.external_source`` callback (batch mode, ``batch_info=True``; run in DALI's Python
 worker processes when ``--num-workers`` > 0). Batch ``k`` of epoch ``e`` holds, for this rank:
 
-- training: positions ``k*B .. (k+1)*B`` of ``DistributedSampler(shuffle=True, seed=--seed)`` set to epoch
-  ``first_epoch + e`` -- the order the CPU path's ``loop.make_loader`` draws, so a run is reproducible from
+- training: positions ``k*B .. (k+1)*B`` of ``DistributedSampler(shuffle=True, seed=--seed)`` (or, with
+  ``--repeated-aug``, timm's ``RepeatAugSampler``) set to epoch ``first_epoch + e`` -- the order the CPU path's
+  loader draws, so a run is reproducible from
   ``--seed``, every sample is read once per epoch across ranks, and a resumed run replays the uninterrupted run's
   order; the last partial batch is dropped as by the CPU DataLoader's ``drop_last``;
 - evaluation: this rank's contiguous, unpadded shard (``ShardSampler``), the last batch partial.
@@ -30,6 +31,7 @@ from torch.utils.data import Dataset, DistributedSampler, Subset
 
 from common.engine.distributed import ShardSampler
 from image_cls.data.imagenet import MAX_CONSECUTIVE_UNREADABLE, DataPathError
+from image_cls.data.transforms import build_train_sampler
 
 _log = logging.getLogger(__name__)
 
@@ -131,13 +133,16 @@ class EncodedBatches:
         train: shuffled epochs with full batches only (else this rank's shard in order, last batch partial).
         seed, rank, world_size: the sampler's (``--seed``; the job's ranks).
         first_epoch: the training epoch that DALI's epoch 0 stands for (a resumed run starts later).
+        repeated_aug: DeiT's repeated augmentation (timm's ``RepeatAugSampler``) instead of a plain shuffle.
     """
 
     def __init__(self, dataset: Dataset, *, batch_size: int, train: bool, seed: int = 0, rank: int = 0,
-                 world_size: int = 1, first_epoch: int = 0) -> None:
+                 world_size: int = 1, first_epoch: int = 0, repeated_aug: bool = False) -> None:
         self.files = EncodedFiles(dataset)
         self.batch_size, self.train, self.first_epoch = batch_size, train, first_epoch
-        if train:
+        if train and repeated_aug:  # timm's RepeatAugSampler, as the CPU path builds it
+            self.sampler = build_train_sampler(self.files, True, world_size, rank, seed)
+        elif train:
             self.sampler = DistributedSampler(self.files, num_replicas=world_size, rank=rank, shuffle=True,
                                               seed=seed)
         else:

@@ -15,6 +15,7 @@ from train_helpers import evaluate_with_pipeline, train_argv
 
 from image_cls import train
 from image_cls.data.build import build_task_data
+from image_cls.data.transforms import build_train_sampler
 from image_cls.options import build_parser
 
 pytest.importorskip("nvidia.dali")
@@ -70,17 +71,19 @@ def test_train_batches_have_the_recipe_shapes(clean_folder: Path) -> None:
             assert torch.isfinite(images).all() and images.abs().max() < 10
 
 
-@pytest.mark.parametrize("layout", ["folder", "tar"])
-def test_train_labels_follow_the_cpu_order_per_rank_epoch_and_resume(layout: str, imagenet_folder: Path,
-                                                                    imagenet_tar: Path) -> None:
+@pytest.mark.parametrize(("layout", "repeated_aug"), [("folder", False), ("tar", False), ("folder", True)])
+def test_train_labels_follow_the_cpu_order_per_rank_epoch_and_resume(layout: str, repeated_aug: bool,
+                                                                    imagenet_folder: Path, imagenet_tar: Path) -> None:
     """On the fixture with a truncated and a non-image file: DALI reads what the CPU path reads, in its order."""
     root = imagenet_folder if layout == "folder" else imagenet_tar
-    args = _args(root, "--aa", "none", "--color-jitter", "0", "--num-workers", "0", "--seed", "7")
+    args = _args(root, "--aa", "none", "--color-jitter", "0", "--num-workers", "0", "--seed", "7",
+                 "--repeated-aug" if repeated_aug else "--no-repeated-aug")
     data = build_task_data(args)
     for rank in range(2):
         loader, _ = dali.build_dali_loaders(data.train, data.val, args, rank=rank, world_size=2)
-        cpu = DataLoader(data.train, batch_size=4, drop_last=True, sampler=DistributedSampler(
-            data.train, num_replicas=2, rank=rank, shuffle=True, seed=7))
+        sampler = (build_train_sampler(data.train, True, 2, rank, 7) if repeated_aug else
+                   DistributedSampler(data.train, num_replicas=2, rank=rank, shuffle=True, seed=7))
+        cpu = DataLoader(data.train, batch_size=4, drop_last=True, sampler=sampler)
         assert len(loader) == len(cpu) == 1
         for epoch in range(3):
             loader.set_epoch(epoch)

@@ -62,7 +62,6 @@ def test_train_cli_exits_2_without_dali(no_dali, imagenet_folder: Path, tmp_path
 
 
 @pytest.mark.parametrize(("extra", "message"), [
-    (("--repeated-aug",), "repeated augmentation"),
     (("--no-repeated-aug", "--dataset", "digits"), "ImageNet folders or tars only"),
     (("--no-repeated-aug", "--aa", "v0"), "RandAugment"),
     (("--no-repeated-aug", "--input-size", "32"), "input-size"),

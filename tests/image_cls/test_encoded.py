@@ -15,6 +15,7 @@ from PIL import Image
 from common.engine import loop
 from image_cls.data.build import build_task_data
 from image_cls.data.encoded import EncodedBatches, encoded_image_problem
+from image_cls.data.transforms import build_train_sampler
 from image_cls.options import build_parser
 
 
@@ -128,3 +129,16 @@ def test_non_imagenet_dataset_is_a_clear_error() -> None:
     data = build_task_data(build_parser().parse_args(["--dataset", "digits", "--input-size", "8"]))
     with pytest.raises(ValueError, match="ImageNet folders or tars only"):
         EncodedBatches(data.train, batch_size=4, train=True)
+
+
+def test_repeated_augmentation_order_is_the_cpu_loaders(imagenet_folder: Path) -> None:
+    args = _args(imagenet_folder, "--repeated-aug")
+    data = build_task_data(args)
+    for rank in range(2):
+        cpu = loop.make_loader(data.train, args, train=True,
+                               sampler=build_train_sampler(data.train, True, 2, rank, args.seed))
+        source = EncodedBatches(data.train, batch_size=4, train=True, seed=3, rank=rank, world_size=2,
+                                repeated_aug=True)
+        for epoch in (0, 4):
+            cpu.sampler.set_epoch(epoch)
+            assert [labels for _, labels, _ in _epoch(source, epoch)] == [y.tolist() for _, y in cpu]
