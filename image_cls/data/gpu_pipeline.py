@@ -33,6 +33,7 @@ from torchvision.transforms.v2 import functional as TF
 from common.engine import loop
 from common.engine.data import SkipCounter
 from image_cls.data.encoded import JPEG_START, EncodedFiles, collate_encoded
+from image_cls.data.imagenet import DataPathError
 from image_cls.data.tensor_augment import EvalImageTransform, TrainImageTransform
 from image_cls.data.transforms import build_train_sampler, build_train_transform
 
@@ -118,7 +119,7 @@ class GpuLoader:
             images = decode_images(files, self.device, self.decoders)
             readable = [i for i, image in enumerate(images) if image is not None]
             if not readable:
-                raise RuntimeError(f"no image of a batch of {len(files)} could be decoded")
+                raise DataPathError(f"no image of a batch of {len(files)} could be decoded: the data set is broken")
             for i, image in enumerate(images):  # a file no decoder read: another image of the batch instead
                 if image is None:
                     substitute = readable[i % len(readable)]
