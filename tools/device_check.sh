@@ -3,9 +3,9 @@
 # python has torch, torchvision, timm, transformers, safetensors, h5py; nothing else is needed: the `gpu` input
 # pipeline falls back to torchvision's nvJPEG decoder, DALI is left out because its wheel is too large to carry).
 #
-#   tools/device_check.sh speed   # ~5 min on an H200: block benchmark, eager + compiled + FP8 (issue: speed)
-#   tools/device_check.sh input   # ~4 min: CPU vs gpu input pipeline, alone and feeding the model (issue: input)
-#   tools/device_check.sh all     # both (over 10 minutes: run the parts as separate calls)
+#   tools/device_check.sh speed   # est. 5-8 min on an H200: block benchmark, eager + compiled + FP8 (speed issue)
+#   tools/device_check.sh input   # est. 3-5 min: cpu vs gpu input pipeline, alone and feeding the model (input issue)
+#   tools/device_check.sh all     # both (likely over a 10-minute call: run the parts as separate calls)
 #
 # Results (JSON, logs, nvidia-smi) go to $OUT (the device tool's folder) or runs/device/.
 set -uo pipefail
