@@ -58,17 +58,6 @@ def import_dali() -> Any:
                               f"{INSTALL_HINT}") from None
 
 
-def check_dali_config(args: argparse.Namespace) -> None:
-    """``ValueError`` (one line) for settings the DALI pipeline cannot honour; ``DaliUnavailable`` without DALI."""
-    if args.dataset != "imagenet":
-        raise ValueError(f"--data-pipeline dali reads ImageNet folders or tars only, not --dataset {args.dataset}")
-    if args.input_size <= 32:
-        raise ValueError("--data-pipeline dali needs --input-size > 32 (DeiT's small-image RandomCrop is CPU-only)")
-    if args.aa and not str(args.aa).startswith("rand"):
-        raise ValueError(f"--data-pipeline dali supports RandAugment ('rand-...') or none, not --aa {args.aa}")
-    import_dali()
-
-
 def _rand_augment_args(aa: str) -> tuple[int, int]:
     """(n, m) of a timm RandAugment string such as ``rand-m9-mstd0.5-inc1`` (defaults n=2, m=9)."""
     n, m = 2, 9

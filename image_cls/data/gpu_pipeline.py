@@ -38,16 +38,6 @@ from image_cls.data.tensor_augment import EvalImageTransform, TrainImageTransfor
 from image_cls.data.transforms import build_train_sampler, build_train_transform
 
 
-def check_gpu_config(args: argparse.Namespace) -> None:
-    """``ValueError`` (one line) for settings the ``gpu`` pipeline cannot honour."""
-    if args.dataset != "imagenet":
-        raise ValueError(f"--data-pipeline gpu reads ImageNet folders or tars only, not --dataset {args.dataset}")
-    if args.input_size <= 32:
-        raise ValueError("--data-pipeline gpu needs --input-size > 32 (DeiT's small-image RandomCrop is CPU-only)")
-    if args.aa and not str(args.aa).startswith("rand"):
-        raise ValueError(f"--data-pipeline gpu supports RandAugment ('rand-...') or none, not --aa {args.aa}")
-
-
 def image_decoders() -> tuple[Callable[..., Any], Callable[..., Any], str]:
     """``(decode_jpeg(data or list, device), decode_image(data), name)`` for RGB uint8 CHW output: TorchCodec's
     decoders when it imports (extra ``gpu-decode``), else torchvision.io's (deprecated since torchvision 0.29)."""

@@ -25,11 +25,18 @@ PIPELINES = ("cpu", "dali", "gpu")
 
 
 def check_pipeline_config(args: argparse.Namespace) -> None:
-    """One-line ``ValueError`` for a pipeline that cannot honour the config (``DaliUnavailable``: DALI missing)."""
+    """One-line ``ValueError`` for settings a GPU pipeline cannot honour; ``DaliUnavailable`` when DALI is missing."""
+    if args.data_pipeline == "cpu":
+        return
+    name = f"--data-pipeline {args.data_pipeline}"
+    if args.dataset != "imagenet":
+        raise ValueError(f"{name} reads ImageNet folders or tars only, not --dataset {args.dataset}")
+    if args.input_size <= 32:
+        raise ValueError(f"{name} needs --input-size > 32 (DeiT's small-image RandomCrop is CPU-only)")
+    if args.aa and not str(args.aa).startswith("rand"):
+        raise ValueError(f"{name} supports RandAugment ('rand-...') or none, not --aa {args.aa}")
     if args.data_pipeline == "dali":
-        dali.check_dali_config(args)
-    elif args.data_pipeline == "gpu":
-        gpu_pipeline.check_gpu_config(args)
+        dali.import_dali()
 
 
 def build_train_val_loaders(data: TaskData, args: argparse.Namespace, *, rank: int, world_size: int,

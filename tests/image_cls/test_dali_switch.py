@@ -10,6 +10,7 @@ from train_helpers import train_argv
 
 from image_cls import evaluate, train
 from image_cls.data import dali
+from image_cls.data.loaders import check_pipeline_config
 from image_cls.options import build_parser
 
 
@@ -46,7 +47,7 @@ def test_default_is_cpu_and_flag_and_yaml_select_a_pipeline(tmp_path: Path) -> N
 
 def test_missing_dali_is_one_line_error_naming_the_package(no_dali) -> None:
     with pytest.raises(dali.DaliUnavailable, match="pip install nvidia-dali-cuda120") as err:
-        dali.check_dali_config(_args("--data-pipeline", "dali", "--no-repeated-aug"))
+        check_pipeline_config(_args("--data-pipeline", "dali", "--no-repeated-aug"))
     assert "\n" not in str(err.value) and "dali" in str(err.value)
 
 
@@ -68,7 +69,7 @@ def test_train_cli_exits_2_without_dali(no_dali, imagenet_folder: Path, tmp_path
 ])
 def test_unsupported_settings_are_config_errors(no_dali, extra: tuple[str, ...], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        dali.check_dali_config(_args("--data-pipeline", "dali", *extra))
+        check_pipeline_config(_args("--data-pipeline", "dali", *extra))
 
 
 def test_rand_augment_string_parsing() -> None:

@@ -23,7 +23,8 @@ from train_helpers import evaluate_with_pipeline, train_argv
 from common.engine import loop
 from image_cls import train
 from image_cls.data.build import build_task_data
-from image_cls.data.gpu_pipeline import build_gpu_loaders, check_gpu_config, decode_images, image_decoders
+from image_cls.data.gpu_pipeline import build_gpu_loaders, decode_images, image_decoders
+from image_cls.data.loaders import check_pipeline_config
 from image_cls.data.tensor_augment import TENSOR_OPS, TrainImageTransform, tensor_rand_augment
 from image_cls.data.transforms import build_eval_transform, build_train_transform, posterize_keeping_zero_bits
 from image_cls.options import build_parser
@@ -190,7 +191,7 @@ def test_an_undecodable_file_is_replaced_in_its_batch_and_counted(tmp_path: Path
 ])
 def test_unsupported_settings_are_config_errors(extra: tuple[str, ...], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        check_gpu_config(_args(Path("/nonexistent"), *extra))
+        check_pipeline_config(_args(Path("/nonexistent"), *extra))
 
 
 def test_train_and_evaluate_clis(imagenet_tar: Path, tmp_path: Path) -> None:
