@@ -38,12 +38,13 @@ _log = logging.getLogger(__name__)
 JPEG_START, JPEG_SCAN, JPEG_END = b"\xff\xd8\xff", b"\xff\xda", b"\xff\xd9"
 PNG_START, PNG_END = b"\x89PNG\r\n\x1a\n", b"IEND"
 # The other formats DALI's decoders read: BMP, TIFF (both byte orders), PNM (P1-P6), JPEG 2000 (box and codestream).
+# (torchvision / TorchCodec read none of these but WebP: the gpu pipeline replaces such a file in its batch.)
 OTHER_STARTS = (b"BM", b"II*\x00", b"MM\x00*", *(b"P%d" % i for i in range(1, 7)), b"\x00\x00\x00\x0cjP  ",
                 b"\xff\x4f\xff\x51")
 
 
 def encoded_image_problem(data: bytes) -> str | None:
-    """Why DALI could not decode ``data`` (empty, not an image, a truncated JPEG / PNG), or None.
+    """Why a GPU pipeline's decoder could not decode ``data`` (empty, not an image, a truncated JPEG / PNG), or None.
 
     A JPEG needs an end-of-image marker after its last start-of-scan marker (entropy-coded data never contains
     ``FF D9`` or ``FF DA``, so a file cut inside its last scan has none); a PNG needs its whole ``IEND`` chunk.
