@@ -8,6 +8,7 @@ A reader knows (a) the LMConfig, (b) the names of all tensors in the checkpoint 
 from __future__ import annotations
 
 import hashlib
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -194,6 +195,17 @@ def torch_raw_bytes(tensor: torch.Tensor) -> memoryview:
 def torch_dtype_is_float(dtype: torch.dtype) -> bool:
     """Floating-point dtypes the blocks can load (fp8 and complex are refused)."""
     return dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def load_json_object(file: Path) -> dict:
+    """A JSON file holding an object (``config.json``, ``params.json``, a shard index); ``CheckpointError`` else."""
+    try:
+        data = json.loads(file.read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{file}: not a readable JSON file ({exc})") from exc
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{file}: expected a JSON object")
+    return data
 
 
 def short_error(exc: BaseException) -> str:

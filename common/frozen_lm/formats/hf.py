@@ -11,14 +11,21 @@ are not applied: the frozen block always attends over all (non-padded) tokens.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
 from ..config import LMConfig
 from ..errors import CheckpointError
-from .base import CheckpointReader, TensorInfo, short_error, torch_dtype_is_float, torch_load_mmap, torch_raw_bytes
+from .base import (
+    CheckpointReader,
+    TensorInfo,
+    load_json_object,
+    short_error,
+    torch_dtype_is_float,
+    torch_load_mmap,
+    torch_raw_bytes,
+)
 
 CONFIG_FILE = "config.json"
 FAMILY_OF_MODEL_TYPE = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2", "opt": "opt"}
@@ -52,20 +59,10 @@ def is_hf_dir(path: Path) -> bool:
     return path.is_dir() and (path / CONFIG_FILE).is_file()
 
 
-def _load_json(file: Path) -> dict:
-    try:
-        data = json.loads(file.read_text())
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{file}: not a readable JSON file ({exc})") from exc
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{file}: expected a JSON object")
-    return data
-
-
 def read_hf_config(path: Path) -> LMConfig:
     """LMConfig from ``config.json``; an unknown ``model_type`` is a CheckpointError."""
     file = path / CONFIG_FILE
-    cfg = _load_json(file)
+    cfg = load_json_object(file)
     model_type = cfg.get("model_type")
     family = FAMILY_OF_MODEL_TYPE.get(model_type)
     if family is None:
@@ -138,7 +135,7 @@ class HFReader(CheckpointReader):
                 continue
             self._is_safetensors = "safetensors" in name
             if name.endswith(".index.json"):
-                weight_map = _load_json(file).get("weight_map")
+                weight_map = load_json_object(file).get("weight_map")
                 if not isinstance(weight_map, dict) or not weight_map:
                     raise CheckpointError(f"{file}: missing or empty 'weight_map'")
                 return {key: path / shard for key, shard in weight_map.items()}

@@ -9,14 +9,13 @@ are skipped by name: the block has no rotary embedding.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
 from ..config import LMConfig, meta_ffn_hidden
 from ..errors import CheckpointError
-from .base import CheckpointReader, TensorInfo, torch_dtype_is_float, torch_load_mmap, torch_raw_bytes
+from .base import CheckpointReader, TensorInfo, load_json_object, torch_dtype_is_float, torch_load_mmap, torch_raw_bytes
 from .pages import release_file_pages
 
 PARAMS_FILE = "params.json"
@@ -37,12 +36,7 @@ def read_meta_config(path: Path) -> LMConfig:
     """LMConfig from ``params.json`` (dim, n_layers, n_heads, [n_kv_heads], norm_eps, multiple_of,
     [ffn_dim_multiplier]), as Meta's ``ModelArgs`` reads it."""
     file = path / PARAMS_FILE
-    try:
-        params = json.loads(file.read_text())
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{file}: not a readable JSON file ({exc})") from exc
-    if not isinstance(params, dict):
-        raise CheckpointError(f"{file}: expected a JSON object")
+    params = load_json_object(file)
     for key in ("dim", "n_layers", "n_heads", "norm_eps"):
         if key not in params:
             raise CheckpointError(f"{file}: missing key '{key}'")
