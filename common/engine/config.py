@@ -205,6 +205,22 @@ def _coerce_one(action: argparse.Action, value: Any) -> Any:
     return value
 
 
+def namespace_from_config(parser: argparse.ArgumentParser, saved: Mapping[str, Any]) -> argparse.Namespace:
+    """A run's saved config (``config.yaml`` or a checkpoint's ``config``) as the namespace ``parser`` would give:
+    parser defaults, then the saved values coerced like a preset's. Keys the parser no longer has are ignored."""
+    args = parser.parse_args([])
+    actions = {a.dest: a for a in parser._actions if a.dest not in (argparse.SUPPRESS, "help")}
+    for key, value in saved.items():
+        if key in actions:
+            try:
+                setattr(args, key, _coerce(actions[key], value))
+            except (ValueError, TypeError, argparse.ArgumentTypeError) as e:
+                raise ConfigError(f"saved config key '{key}': {e}") from e
+        elif key == "task":
+            setattr(args, key, value)
+    return args
+
+
 def config_value(cfg: Mapping[str, Any] | argparse.Namespace, key: str, default: Any = None) -> Any:
     """``cfg[key]`` of a run config (parsed options or a checkpoint's saved dict); absent or None -> ``default``."""
     values = vars(cfg) if isinstance(cfg, argparse.Namespace) else cfg
