@@ -7,9 +7,9 @@ See ``loop`` for the train.py skeleton.
 """
 
 from . import checkpoint, config, distributed, ema, errors, logging, loop, optim, rng
-from .errors import CheckpointError, ConfigError, EngineError, TrainingDiverged
+from .errors import CheckpointError, ConfigError, DataPathError, EngineError, LLMCheckpointError, TrainingDiverged
 
 __all__ = [
     "checkpoint", "config", "distributed", "ema", "errors", "logging", "loop", "optim", "rng",
-    "CheckpointError", "ConfigError", "EngineError", "TrainingDiverged",
+    "CheckpointError", "ConfigError", "DataPathError", "EngineError", "LLMCheckpointError", "TrainingDiverged",
 ]

@@ -37,7 +37,7 @@ from . import checkpoint, config, distributed, optim, rng
 from . import logging as runlog
 from .distributed import DistInfo
 from .ema import create_ema
-from .errors import CheckpointError, ConfigError, EngineError, TrainingDiverged
+from .errors import ConfigError, EngineError, LLMCheckpointError, TrainingDiverged
 
 log = logging.getLogger(__name__)
 
@@ -77,14 +77,14 @@ def run_cli(main: Callable[[argparse.Namespace], Any], parser: argparse.Argument
 
 
 def create_model(build_model: Callable[[argparse.Namespace], nn.Module], args: argparse.Namespace) -> nn.Module:
-    """``build_model(args)`` with LLM-checkpoint problems (``common.frozen_lm.CheckpointError``) turned into a
-    ``CheckpointError`` about ``--llm-path`` and other bad values (``ValueError``) into a ``ConfigError``."""
-    from common.frozen_lm import CheckpointError as LLMCheckpointError  # lazily: no model code at import time
+    """``build_model(args)`` with LLM-checkpoint problems (``common.frozen_lm.CheckpointError``) turned into an
+    ``LLMCheckpointError`` about ``--llm-path`` and other bad values (``ValueError``) into a ``ConfigError``."""
+    from common.frozen_lm import CheckpointError as BadLLMCheckpoint  # lazily: no model code at import time
 
     try:
         return build_model(args)
-    except LLMCheckpointError as e:
-        raise CheckpointError(f"--llm-path: {e}") from e
+    except BadLLMCheckpoint as e:
+        raise LLMCheckpointError(f"--llm-path: {e}") from e
     except ValueError as e:
         raise ConfigError(str(e)) from e
 
