@@ -101,7 +101,7 @@ def test_a_released_finetuned_checkpoint_evaluates_and_a_pretrained_one_is_refus
     (["--data-path", "{tmp}/nowhere"], 2, "error: data path not found: {tmp}/nowhere"),
     (["--data-path", "{tmp}"], 2, "error: {tmp}/train.csv not found"),
     (["--finetune", "{tmp}/none.pth"], 1, "error: checkpoint not found: {tmp}/none.pth"),
-    (["--llm-variant", "frozen", "--llm-path", "{tmp}/no_llama"], 1, "error: --llm-path: "),
+    (["--llm-variant", "frozen", "--llm-path", "{tmp}/no_llama"], 5, "error: --llm-path: "),
     (["--short-side-size", "48"], 2, "error: --short-side-size 48 must equal --input-size 32"),
     (["--data-root", "{tmp}"], 2, "videos of {lists}/train.csv exists"),
 ])

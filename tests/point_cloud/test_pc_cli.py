@@ -107,7 +107,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys, scanobjectnn_root, pre
     assert code == 2 and "needs llm_path" in line
     code, line = _error(capsys, train, [*base, "--data-path", scanobjectnn_root, "--llm-variant", "frozen",
                                         "--llm-path", tmp_path / "no_llama"])
-    assert code == 1 and line.startswith("error: --llm-path:")
+    assert code == 5 and line.startswith("error: --llm-path:")
     code, line = _error(capsys, evaluate, [*base, "--data-path", scanobjectnn_root])
     assert code == 2 and "nothing to evaluate" in line
     code, line = _error(capsys, evaluate, [*base, "--data-path", scanobjectnn_root, "--ckpts", pretrained])
