@@ -67,6 +67,9 @@ def add_task_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     loss.add_argument("--vote-times", type=int, default=10, help="random subsets averaged per vote")
     loss.add_argument("--vote-repeats", type=int, default=1,
                       help="independent vote runs; acc_vote is the best (upstream test: 9), acc_vote_mean the mean")
+    # LM4VE's timm CosineLRScheduler runs over groups with their own LR: warm-up start and floor are absolute
+    # (1e-6 for every group); --lr-bounds scaled multiplies them by each group's LR multiplier (this task before).
+    parser.set_defaults(lr_bounds="absolute")
     return parser
 
 

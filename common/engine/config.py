@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 CONFIG_FILE_NAME = "config.yaml"
 AMP_CHOICES = ("none", "bf16", "fp16")
 SCHED_CHOICES = ("cosine", "tanh", "step", "multistep", "poly", "constant")
+SCHED_INTERVALS = ("update", "epoch")
+LR_BOUNDS = ("scaled", "absolute")
 
 
 def pattern_factor(text: str) -> str:
@@ -83,7 +85,15 @@ def add_common_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                        help="global batch (samples per optimizer update over all processes): sets --batch-size to it "
                        "/ (world size x --accum-iter)")
     sched.add_argument("--sched", default="cosine", choices=SCHED_CHOICES,
-                       help="timm LR schedule, stepped once per optimizer update")
+                       help="timm LR schedule (stepped as --sched-interval says)")
+    sched.add_argument("--sched-interval", default="update", choices=SCHED_INTERVALS,
+                       help="update: the LR follows the schedule at every optimizer update; epoch: it changes once per "
+                       "epoch, after the epoch (DeiT main.py: lr_scheduler.step(epoch), so epoch e > 0 trains at the "
+                       "schedule's value of epoch e - 1)")
+    sched.add_argument("--lr-bounds", default="scaled", choices=LR_BOUNDS,
+                       help="scaled: a parameter group's warm-up start and floor are --warmup-lr / --min-lr times its "
+                       "LR multiplier (timm lr_scale); absolute: every group warms up from --warmup-lr and decays to "
+                       "--min-lr (timm's scheduler over groups with their own base LR)")
     sched.add_argument("--warmup-epochs", type=float, default=5.0)
     sched.add_argument("--warmup-lr", type=float, default=1e-6, help="LR at the start of warmup")
     sched.add_argument("--min-lr", type=float, default=1e-6, help="floor of the decaying schedules")
