@@ -223,7 +223,7 @@ def batch_metrics(traj: np.ndarray, probs: np.ndarray, future: np.ndarray, fmask
     """Per-scene metric rows (the leaderboard functions, one scene at a time) for scenes with a full future."""
     rows = []
     for i in range(len(traj)):
-        if not fmask[i].all():
+        if fmask.shape[1] != traj.shape[2] or not fmask[i].all():
             continue
         gt = future[i]
         if args.dataset == "av1":
