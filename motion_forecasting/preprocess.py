@@ -17,8 +17,8 @@ import sys
 import time
 from collections.abc import Sequence
 
-from .data.cache import CacheMismatch, build_cache
-from .data.dataset import SOURCES, list_split
+from .data.reader import SOURCES, list_split
+from .data.shards import CacheMismatch, build_cache
 from .data.vectorize import VectorConfig
 
 

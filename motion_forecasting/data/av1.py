@@ -135,14 +135,17 @@ def read_sequence(path: str | Path, maps: MapStore, lane_radius: float) -> Scena
         raise BadScenario("unreadable", f"{path}: {e}") from None
     if any(c not in table.column_names for c in CSV_TYPES):
         raise BadScenario("unreadable", f"{path}: missing columns")
-    track = table.column("TRACK_ID").to_numpy(zero_copy_only=False).astype(str)
-    kind = table.column("OBJECT_TYPE").to_numpy(zero_copy_only=False).astype(str)
+    encoded = table.column("TRACK_ID").combine_chunks().dictionary_encode()
+    ids = np.asarray(encoded.dictionary.to_pylist(), dtype=object).astype(str)  # in order of first appearance
+    inverse = encoded.indices.to_numpy()
+    kind = table.column("OBJECT_TYPE")
+    agent_rows = pc.equal(kind, "AGENT").to_numpy(zero_copy_only=False)
+    av_rows = pc.equal(kind, "AV").to_numpy(zero_copy_only=False)
     ts = table.column("TIMESTAMP").to_numpy()
     xy = np.stack([table.column("X").to_numpy(), table.column("Y").to_numpy()], 1)
-    agent_rows = kind == "AGENT"
-    agent_ids = np.unique(track[agent_rows])
-    if len(agent_ids) != 1:
-        raise BadScenario("no_agent" if len(agent_ids) == 0 else "many_agents", str(path))
+    agent_tracks = np.unique(inverse[agent_rows])
+    if len(agent_tracks) != 1:
+        raise BadScenario("no_agent" if len(agent_tracks) == 0 else "many_agents", str(path))
     agent_ts = np.sort(ts[agent_rows])
     steps = len(agent_ts)
     if steps not in (OBS_STEPS, OBS_STEPS + FUTURE_STEPS) or len(np.unique(agent_ts)) != steps:
@@ -152,8 +155,7 @@ def read_sequence(path: str | Path, maps: MapStore, lane_radius: float) -> Scena
     cities = pc.unique(table.column("CITY_NAME")).to_pylist()
     city = cities[0] if len(cities) == 1 else ",".join(map(str, cities))
     city_map = maps.get(city)
-    ids, inverse = np.unique(track, return_inverse=True)
-    agent_index = int(np.searchsorted(ids, agent_ids[0]))
+    agent_index = int(agent_tracks[0])
     order = np.concatenate([[agent_index], np.delete(np.arange(len(ids)), agent_index)])
     slot = np.empty(len(ids), dtype=np.int64)
     slot[order] = np.arange(len(ids))
@@ -161,9 +163,10 @@ def read_sequence(path: str | Path, maps: MapStore, lane_radius: float) -> Scena
     on_grid = (step < steps) & (agent_ts[np.minimum(step, steps - 1)] == ts) & np.isfinite(xy).all(1)
     grid = np.full((len(ids), steps, 2), np.nan)
     grid[slot[inverse[on_grid]], step[on_grid]] = xy[on_grid]
-    types = np.empty(len(ids), dtype=np.int8)
     _, first_row = np.unique(inverse, return_index=True)
-    types[slot] = [TYPE_CODES.get(k, 2) for k in kind[first_row]]
+    types = np.empty(len(ids), dtype=np.int8)
+    types[slot] = np.where(agent_rows[first_row], TYPE_CODES["AGENT"],
+                           np.where(av_rows[first_row], TYPE_CODES["AV"], TYPE_CODES["OTHERS"]))
     last = grid[0, OBS_STEPS - 1]
     lanes = city_map.lanes_near(float(last[0]), float(last[1]), lane_radius)
     return Scenario(Path(path).stem, city, grid, types, ids[order], OBS_STEPS, lanes,

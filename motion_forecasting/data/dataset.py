@@ -12,14 +12,10 @@ from torch.utils.data import Dataset
 
 from common.engine.data import SkipCounter
 
-from . import av1, av2
-from .scenario import BadScenario, Scenario
-from .vectorize import VectorConfig, vectorize
+from .reader import REASONS, SOURCES, STEPS, SceneReader, list_split
+from .scenario import BadScenario
 
-SOURCES = ("av1", "av2")
-REASONS = ("unreadable", "no_agent", "many_agents", "wrong_length", "nan", "unknown_city", "missing_map")
-STEPS = {"av1": (av1.OBS_STEPS, av1.FUTURE_STEPS), "av2": (av2.OBS_STEPS, av2.FUTURE_STEPS)}
-
+__all__ = ["REASONS", "SOURCES", "STEPS", "SceneReader", "ScenarioDataset", "SkipCounts", "collate", "list_split"]
 
 class SkipCounts:
     """One cross-process ``SkipCounter`` per reason."""
@@ -32,29 +28,6 @@ class SkipCounts:
 
     def snapshot(self, prefix: str = "") -> dict[str, int]:
         return {f"{prefix}{r}": c.value for r, c in self.counters.items()}
-
-
-def list_split(source: str, root: str | Path) -> list[Path]:
-    """Scene files of a split folder (AV1 CSVs or AV2 scenario parquets), in a fixed order."""
-    return av1.list_sequences(root) if source == "av1" else av2.list_scenarios(root)
-
-
-class SceneReader:
-    """File -> ``Scenario`` for one source (AV1 maps are loaded once per process on first use)."""
-
-    def __init__(self, source: str, map_dir: str | Path | None, cfg: VectorConfig):
-        if source not in SOURCES:
-            raise ValueError(f"unknown dataset source {source!r} (choose from {', '.join(SOURCES)})")
-        self.source, self.cfg = source, cfg
-        self.maps = av1.MapStore(map_dir) if source == "av1" else None
-
-    def read(self, path: str | Path) -> Scenario:
-        if self.source == "av1":
-            return av1.read_sequence(path, self.maps, self.cfg.lane_radius)
-        return av2.read_scenario(path)
-
-    def sample(self, path: str | Path) -> dict[str, np.ndarray]:
-        return vectorize(self.read(path), self.cfg)
 
 
 class ScenarioDataset(Dataset):
