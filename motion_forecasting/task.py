@@ -24,7 +24,7 @@ from .data.dataset import SOURCES, STEPS, ScenarioDataset, SceneReader, SkipCoun
 from .data.vectorize import AGENT_FEATURES, LANE_FEATURES, VectorConfig
 from .metrics import MISS_THRESHOLD, av2_metrics, get_displacement_errors_and_miss_rate
 from .models import MMTransformer, VectorNet
-from .models.heads import wta_loss
+from .models.heads import kmeans_centres, rts_best, wta_loss
 from .models.mmtransformer import PLACEMENTS
 
 log = logging.getLogger(__name__)
@@ -122,12 +122,19 @@ class MotionForecasting(Task):
         loss = parser.add_argument_group("loss and metrics")
         loss.add_argument("--cls-weight", type=float, default=1.0, help="mode classification loss weight")
         loss.add_argument("--miss-threshold", type=float, default=MISS_THRESHOLD, help="MR threshold (m)")
+        loss.add_argument("--eval-k", type=int, default=6, help="trajectories scored (top-K by probability)")
+        loss.add_argument("--rts-regions", type=int, default=0,
+                          help="mmTransformer region-based training: M regions (0: plain winner-take-all)")
+        loss.add_argument("--rts-centres", type=float, nargs="+", default=None,
+                          help="region centres x1 y1 x2 y2 ... (set from the training endpoints by K-means)")
 
     def check_args(self, args: argparse.Namespace) -> None:
         super().check_args(args)
         for name in ("modes", "max_agents", "max_lanes", "preprocess_workers"):
             if getattr(args, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+        if args.rts_regions and args.modes % args.rts_regions:
+            raise ConfigError(f"--modes {args.modes} proposals cannot be split into --rts-regions {args.rts_regions}")
         if args.lane_points < 2:
             raise ConfigError(f"--lane-points must be >= 2, got {args.lane_points}")
 
@@ -146,6 +153,10 @@ class MotionForecasting(Task):
         train_skips, val_skips = SkipCounts(), SkipCounts()
         train_set = split_dataset(args, "train", args.train_path, train_skips)
         train = loop.make_loader(train_set, args, train=True, collate_fn=collate)
+        if args.rts_regions and not args.rts_centres:
+            centres = kmeans_centres(training_endpoints(train_set), args.rts_regions, args.seed)
+            args.rts_centres = [float(v) for v in centres.reshape(-1)]
+            log.info("RTS region centres (target frame, m): %s", np.round(centres, 2).tolist())
         evals = {}
         if args.val_path:
             val_set = split_dataset(args, "val", args.val_path, val_skips)
@@ -171,11 +182,16 @@ class MotionForecasting(Task):
                              llm=llm, llm_placement=args.llm_placement)
 
     def loss_fn(self, args: argparse.Namespace, data: TaskData):
+        centres = torch.tensor(args.rts_centres).reshape(-1, 2) if args.rts_regions else None
+
         def loss(model: nn.Module, batch) -> dict[str, torch.Tensor]:
             if batch is None:  # every scene of the batch was skipped: a zero step
                 return {"loss": sum(p.sum() * 0.0 for p in model.parameters() if p.requires_grad)}
             out = model(batch)
-            losses = wta_loss(out, batch["future"], batch["future_mask"], args.cls_weight)
+            best = None
+            if centres is not None:
+                best = rts_best(out["traj"].detach(), batch["future"], batch["future_mask"], centres)
+            losses = wta_loss(out, batch["future"], batch["future_mask"], args.cls_weight, best=best)
             if "completion" in out:
                 losses["completion"] = out["completion"]
                 losses["loss"] = losses["loss"] + args.node_completion * out["completion"]
@@ -212,6 +228,15 @@ class MotionForecasting(Task):
         return out
 
 
+def training_endpoints(dataset) -> np.ndarray:
+    """Final ground-truth positions (N, 2, target frame) of a training split: read from the cache's arrays, or by
+    reading every scene (skipped ones left out)."""
+    if hasattr(dataset, "endpoints"):
+        return dataset.endpoints()
+    ends = [s["future"][-1] for s in (dataset[i] for i in range(len(dataset))) if s is not None and len(s["future"])]
+    return np.asarray(ends).reshape(-1, 2)
+
+
 def metric_keys(args: argparse.Namespace) -> list[str]:
     base = (["minADE", "minFDE", "MR", "p-minADE", "p-minFDE", "p-MR", "brier-minADE", "brier-minFDE"]
             if args.dataset == "av1" else ["minADE", "minFDE", "MR", "brier-minFDE"])
@@ -227,10 +252,11 @@ def batch_metrics(traj: np.ndarray, probs: np.ndarray, future: np.ndarray, fmask
             continue
         gt = future[i]
         if args.dataset == "av1":
-            row = get_displacement_errors_and_miss_rate({0: list(traj[i])}, {0: gt}, traj.shape[1], gt.shape[0],
+            row = get_displacement_errors_and_miss_rate({0: list(traj[i])}, {0: gt}, args.eval_k, gt.shape[0],
                                                         args.miss_threshold, {0: list(probs[i])})
         else:
-            row = av2_metrics([traj[i]], [gt], [probs[i]], k=traj.shape[1])
+            top = np.argsort(-probs[i], kind="stable")[: args.eval_k]
+            row = av2_metrics([traj[i][top]], [gt], [probs[i][top]], k=args.eval_k)
         top1 = get_displacement_errors_and_miss_rate({0: list(traj[i])}, {0: gt}, 1, gt.shape[0],
                                                      args.miss_threshold, {0: list(probs[i])})
         row.update({f"{k}_k1": top1[k] for k in ("minADE", "minFDE", "MR")})

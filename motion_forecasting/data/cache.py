@@ -42,6 +42,16 @@ class CachedDataset(Dataset):
             self._shards[k] = {p.stem: np.load(p, mmap_mode="r") for p in d.glob("*.npy")}
         return self._shards[k]
 
+    def endpoints(self) -> np.ndarray:
+        """The targets' final future positions (N_good, 2) of the whole split, from the shards' arrays."""
+        ends = []
+        for k in range(-(-self.n // self.shard_size)):
+            shard = self._shard(k)
+            good = (np.asarray(shard["status"]) == 0) & np.asarray(shard["future_mask"]).all(1)
+            if shard["future"].shape[1]:
+                ends.append(np.asarray(shard["future"][:, -1])[good])
+        return np.concatenate(ends) if ends else np.zeros((0, 2))
+
     def __getitem__(self, i: int) -> dict[str, np.ndarray] | None:
         shard = self._shard(i // self.shard_size)
         j = i % self.shard_size

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -48,3 +49,38 @@ def wta_loss(out: dict[str, torch.Tensor], future: torch.Tensor, future_mask: to
     else:
         losses["loss"] = reg
     return losses
+
+
+def region_of(endpoint: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    """Index of the nearest region centre (M, 2) for each ground-truth endpoint (B, 2)."""
+    return torch.cdist(endpoint.float(), centres.float()).argmin(-1)
+
+
+def rts_best(traj: torch.Tensor, future: torch.Tensor, future_mask: torch.Tensor,
+             centres: torch.Tensor) -> torch.Tensor:
+    """mmTransformer's region-based training strategy: the K proposals form M equal groups, group g owns region g
+    (K-means centre of training endpoints); the trained proposal is the min-FDE one of the group whose region holds
+    the ground-truth endpoint. Returns its index (B,)."""
+    b, k = traj.shape[:2]
+    m = centres.shape[0]
+    if k % m:
+        raise ValueError(f"{k} proposals cannot be split into {m} regions")
+    last = (future_mask.long().cumsum(-1) * future_mask).argmax(-1)
+    rows = torch.arange(b, device=traj.device)
+    region = region_of(future[rows, last], centres.to(traj.device))
+    per = k // m
+    end = traj[rows, :, last]  # (B, K, 2)
+    err = torch.linalg.vector_norm(end - future[rows, last].unsqueeze(1), dim=-1)
+    in_group = (torch.arange(k, device=traj.device) // per).unsqueeze(0) == region.unsqueeze(1)
+    return err.masked_fill(~in_group, float("inf")).argmin(-1)
+
+
+def kmeans_centres(endpoints: np.ndarray, regions: int, seed: int = 0) -> np.ndarray:
+    """K-means (scipy ``kmeans2``, k-means++ init) of training endpoints (N, 2) -> (regions, 2), sorted by angle
+    so the region order (and the proposal groups) is reproducible."""
+    from scipy.cluster.vq import kmeans2
+
+    if len(endpoints) < regions:
+        raise ValueError(f"{len(endpoints)} training endpoints cannot make {regions} regions")
+    centres, _ = kmeans2(endpoints.astype(np.float64), regions, minit="++", seed=seed)
+    return centres[np.argsort(np.arctan2(centres[:, 1], centres[:, 0]), kind="stable")]

@@ -94,6 +94,18 @@ def test_av2_mmtransformer_train_evaluate_visualise(tmp_path, av2_split, tiny_ll
     assert [p.name for p in png] == ["0a1e6f0a-1817-4a98-b02e-db8c9327d151.png"]
 
 
+def test_mmtransformer_region_based_training_from_the_cache(tmp_path, av1_root):
+    run = tmp_path / "run"
+    train.run(["--dataset", "av1", "--train-path", str(av1_root / "val"), "--val-path", str(av1_root / "val"),
+               "--map-dir", str(av1_root / "map_files"), "--cache-dir", str(tmp_path / "cache"),
+               "--preprocess-workers", "1", "--model", "mmtransformer", "--d-model", "32", "--d-ff", "64",
+               "--mm-layers", "1", "--modes", "4", "--rts-regions", "2", "--eval-k", "2", "--num-workers", "0",
+               "--batch-size", "3", "--epochs", "1", "--warmup-epochs", "0", "--device", "cpu",
+               "--output-dir", str(run)])
+    saved = (run / "config.yaml").read_text()
+    assert "rts_centres:" in saved and np.isfinite(_log(run)[-1]["train_loss"])
+
+
 def _cli(*argv: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "motion_forecasting.train", *argv], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)

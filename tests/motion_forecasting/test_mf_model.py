@@ -112,3 +112,20 @@ def test_winner_take_all_picks_the_min_fde_mode():
     expected_reg = torch.nn.functional.smooth_l1_loss(traj[0, 0], future[0])
     torch.testing.assert_close(losses["reg"], expected_reg)
     torch.testing.assert_close(losses["cls"], torch.tensor(float(np.log(2))))
+
+
+def test_region_based_training_picks_the_best_proposal_of_the_gt_region():
+    from motion_forecasting.models.heads import kmeans_centres, rts_best
+
+    centres = torch.tensor([[10.0, 0.0], [0.0, 10.0]])  # region 0 ahead, region 1 to the left
+    future = torch.tensor([[[5.0, 0.0], [9.0, 1.0]]])  # endpoint in region 0
+    mask = torch.ones(1, 2, dtype=torch.bool)
+    ends = torch.tensor([[9.5, 5.0], [0.0, 0.0], [9.0, 1.2], [0.0, 9.0]])  # proposals 0-1: group 0, 2-3: group 1
+    traj = torch.stack([torch.zeros_like(ends), ends], 1)[None]  # (1, K=4, T=2, 2)
+    assert rts_best(traj, future, mask, centres).tolist() == [0]  # proposal 2 is closer but belongs to region 1
+    assert best_mode(traj, future, mask).tolist() == [2]
+    rng = np.random.default_rng(0)
+    pts = np.concatenate([rng.normal((30, 0), 1, (50, 2)), rng.normal((0, 20), 1, (50, 2))])
+    c = kmeans_centres(pts, 2)
+    np.testing.assert_allclose(c, [[30, 0], [0, 20]], atol=0.5)  # sorted by angle: ahead first
+    np.testing.assert_array_equal(c, kmeans_centres(pts, 2))
