@@ -24,6 +24,7 @@ from .data.dataset import SOURCES, STEPS, ScenarioDataset, SceneReader, SkipCoun
 from .data.vectorize import AGENT_FEATURES, LANE_FEATURES, VectorConfig
 from .metrics import MISS_THRESHOLD, av2_metrics, get_displacement_errors_and_miss_rate
 from .models import MMTransformer, VectorNet
+from .models.checkpoints import load_released_mmtransformer
 from .models.heads import kmeans_centres, rts_best, wta_loss
 from .models.mmtransformer import PLACEMENTS
 
@@ -117,6 +118,8 @@ class MotionForecasting(Task):
         model.add_argument("--mm-heads", type=int, default=2)
         model.add_argument("--mm-layers", type=int, default=2, help="layers per stacked transformer")
         llm = add_llm_args(parser)
+        model.add_argument("--mm-checkpoint", default=None, metavar="PT",
+                           help="start from a released mmTransformer checkpoint (decisionforce/mmTransformer demo.pt)")
         llm.add_argument("--llm-placement", default="lanes+social", choices=PLACEMENTS,
                          help="mmTransformer: which tokens go through the LLM block (see models/mmtransformer.py)")
         loss = parser.add_argument_group("loss and metrics")
@@ -176,10 +179,20 @@ class MotionForecasting(Task):
             return VectorNet(args.agent_dim, args.lane_dim, args.future_steps, args.modes, args.subgraph_hidden,
                              args.subgraph_layers, args.global_width, args.global_heads, args.decoder_hidden,
                              args.normalize_polylines, args.node_completion, llm=llm)
-        return MMTransformer(args.lane_dim, args.future_steps, args.obs_steps - 1, args.modes,
+        return MMTransformer(args.lane_dim, args.future_steps, args.modes,
                              subgraph_width=args.mm_subgraph_width, subgraph_layers=args.mm_subgraph_layers,
                              d_model=args.d_model, d_ff=args.d_ff, heads=args.mm_heads, layers=args.mm_layers,
                              llm=llm, llm_placement=args.llm_placement)
+
+    def build_optimizer(self, args: argparse.Namespace, model: nn.Module) -> torch.optim.Optimizer:
+        """Loads ``--mm-checkpoint`` first (training only; a ``--resume`` checkpoint then replaces it)."""
+        if args.mm_checkpoint:
+            if args.model != "mmtransformer":
+                raise ConfigError("--mm-checkpoint is a released mmTransformer checkpoint; this run is --model "
+                                  f"{args.model}")
+            load_released_mmtransformer(model, args.mm_checkpoint)
+            log.info("initialised from the released mmTransformer checkpoint %s", args.mm_checkpoint)
+        return super().build_optimizer(args, model)
 
     def loss_fn(self, args: argparse.Namespace, data: TaskData):
         centres = torch.tensor(args.rts_centres).reshape(-1, 2) if args.rts_regions else None

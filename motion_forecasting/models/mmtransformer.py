@@ -42,41 +42,49 @@ class FeedForward(nn.Module):
         return self.w_2(torch.relu(self.w_1(x)))
 
 
+class Residual(nn.Module):
+    """``x + sublayer(norm(x))`` (TF_utils.SublayerConnection: pre-norm, dropout 0)."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(size)
+
+    def forward(self, x: torch.Tensor, sublayer) -> torch.Tensor:
+        return x + sublayer(self.norm(x))
+
+
 class EncoderLayer(nn.Module):
-    """Pre-norm self-attention + feed-forward, residual (Annotated Transformer, as TF_utils)."""
+    """Self-attention + feed-forward, each in a pre-norm residual (``sublayer.{0,1}``)."""
 
     def __init__(self, d_model: int, heads: int, d_ff: int):
         super().__init__()
         self.self_attn = MultiHeadAttention(heads, d_model)
         self.feed_forward = FeedForward(d_model, d_ff)
-        self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.sublayer = nn.ModuleList([Residual(d_model) for _ in range(2)])
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        h = self.norm1(x)
-        x = x + self.self_attn(h, h, h, mask)
-        return x + self.feed_forward(self.norm2(x))
+        x = self.sublayer[0](x, lambda h: self.self_attn(h, h, h, mask))
+        return self.sublayer[1](x, self.feed_forward)
 
 
 class DecoderLayer(nn.Module):
-    """Pre-norm self-attention, source attention, feed-forward."""
+    """Self-attention, source attention, feed-forward (``sublayer.{0,1,2}``)."""
 
     def __init__(self, d_model: int, heads: int, d_ff: int):
         super().__init__()
         self.self_attn = MultiHeadAttention(heads, d_model)
         self.src_attn = MultiHeadAttention(heads, d_model)
         self.feed_forward = FeedForward(d_model, d_ff)
-        self.norm1, self.norm2, self.norm3 = (nn.LayerNorm(d_model) for _ in range(3))
+        self.sublayer = nn.ModuleList([Residual(d_model) for _ in range(3)])
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor, src_mask: torch.Tensor | None) -> torch.Tensor:
-        h = self.norm1(x)
-        x = x + self.self_attn(h, h, h, None)
-        h = self.norm2(x)
-        x = x + self.src_attn(h, memory, memory, src_mask)
-        return x + self.feed_forward(self.norm3(x))
+        x = self.sublayer[0](x, lambda h: self.self_attn(h, h, h, None))
+        x = self.sublayer[1](x, lambda h: self.src_attn(h, memory, memory, src_mask))
+        return self.sublayer[2](x, self.feed_forward)
 
 
 class Stack(nn.Module):
-    """N layers and a final LayerNorm."""
+    """N layers and a final LayerNorm (TF_utils.Encoder / Decoder: ``layers``, ``norm``)."""
 
     def __init__(self, layer: type, n: int, d_model: int, heads: int, d_ff: int):
         super().__init__()
@@ -89,12 +97,43 @@ class Stack(nn.Module):
         return self.norm(x)
 
 
-def sinusoid(length: int, d_model: int) -> torch.Tensor:
-    pos = torch.arange(length).unsqueeze(1).float()
-    div = torch.exp(torch.arange(0, d_model, 2).float() * -(math.log(10000.0) / d_model))
-    pe = torch.zeros(length, d_model)
-    pe[:, 0::2], pe[:, 1::2] = torch.sin(pos * div), torch.cos(pos * div)
-    return pe
+class LinearEmbedding(nn.Module):
+    """``lut(x) * sqrt(d_model)``."""
+
+    def __init__(self, inp_size: int, d_model: int):
+        super().__init__()
+        self.lut, self.scale = nn.Linear(inp_size, d_model), math.sqrt(d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lut(x) * self.scale
+
+
+class PositionalEncoding(nn.Module):
+    """Adds the sinusoidal table ``pe`` (max_len 5000, a saved buffer as upstream) over the step axis (-2)."""
+
+    def __init__(self, d_model: int, max_len: int = 5000):
+        super().__init__()
+        pos = torch.arange(max_len).unsqueeze(1).float()
+        div = torch.exp(torch.arange(0, d_model, 2).float() * -(math.log(10000.0) / d_model))
+        pe = torch.zeros(max_len, d_model)
+        pe[:, 0::2], pe[:, 1::2] = torch.sin(pos * div), torch.cos(pos * div)
+        self.register_buffer("pe", pe)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.pe[: x.shape[-2]]
+
+
+class HistoryTransformer(nn.Module):
+    """TF_utils.EncoderDecoder: ``src_embed`` (LinearEmbedding, PositionalEncoding), ``encoder``, ``decoder``."""
+
+    def __init__(self, in_dim: int, layers: int, d_model: int, heads: int, d_ff: int):
+        super().__init__()
+        self.encoder = Stack(EncoderLayer, layers, d_model, heads, d_ff)
+        self.decoder = Stack(DecoderLayer, layers, d_model, heads, d_ff)
+        self.src_embed = nn.Sequential(LinearEmbedding(in_dim, d_model), PositionalEncoding(d_model))
+
+    def forward(self, src: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+        return self.decoder(tgt, self.encoder(self.src_embed(src), None), None)
 
 
 def mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
@@ -119,10 +158,10 @@ class Generator(nn.Module):
 
 
 class MMTransformer(nn.Module):
-    """Args: hist_dim (4), lane_dim (7), steps (future), hist_len (H - 1), modes (K queries), subgraph_width (32),
+    """Args: hist_dim (4), lane_dim (7), steps (future), modes (K queries), subgraph_width (32),
     subgraph_layers (2), d_model (128), d_ff (256), heads (2), layers (2), pos_dim (64), llm, llm_placement."""
 
-    def __init__(self, lane_dim: int, steps: int, hist_len: int, modes: int = 6, hist_dim: int = 4,
+    def __init__(self, lane_dim: int, steps: int, modes: int = 6, hist_dim: int = 4,
                  subgraph_width: int = 32, subgraph_layers: int = 2, d_model: int = 128, d_ff: int = 256,
                  heads: int = 2, layers: int = 2, pos_dim: int = 64, llm=None, llm_placement: str = "lanes+social"):
         super().__init__()
@@ -130,11 +169,8 @@ class MMTransformer(nn.Module):
             raise ValueError(f"llm_placement {llm_placement!r} is not one of {', '.join(PLACEMENTS)}")
         self.modes, self.placement, self.d_model = modes, llm_placement, d_model
         self.subgraph = PolylineSubgraph(lane_dim, subgraph_width, subgraph_layers)
-        self.hist_emb = nn.Linear(hist_dim, d_model)
-        self.register_buffer("pe", sinusoid(max(hist_len, 1), d_model), persistent=False)
-        self.hist_enc = Stack(EncoderLayer, layers, d_model, heads, d_ff)
-        self.hist_dec = Stack(DecoderLayer, layers, d_model, heads, d_ff)
-        self.lane_emb = nn.Linear(self.subgraph.out_dim, d_model)
+        self.hist_tf = HistoryTransformer(hist_dim, layers, d_model, heads, d_ff)
+        self.lane_emb = LinearEmbedding(self.subgraph.out_dim, d_model)
         self.lane_enc = Stack(EncoderLayer, layers, d_model, heads, d_ff)
         self.lane_dec = Stack(DecoderLayer, layers, d_model, heads, d_ff)
         self.pos_emb = mlp(2, pos_dim, pos_dim)
@@ -162,10 +198,8 @@ class MMTransformer(nn.Module):
         b, a, t, _ = hist.shape
         agent_mask = ensure_one(batch["agent_mask"])
         lane_mask = ensure_one(batch["lane_mask"])
-        x = self.hist_emb(hist) * math.sqrt(self.d_model) + self.pe[:t]
-        memory = self.hist_enc(x.reshape(b * a, t, -1), None)
         queries = self.query_embed.weight.expand(b * a, -1, -1)
-        hist_out = self.hist_dec(queries, memory, None).reshape(b, a, self.modes, -1)
+        hist_out = self.hist_tf(hist.reshape(b * a, t, -1), queries).reshape(b, a, self.modes, -1)
         pos = self.pos_emb(batch["agent_pos"])
         hist_out = self.fusion1(torch.cat([pos.unsqueeze(2).expand(-1, -1, self.modes, -1), hist_out], -1))
         lane_tok = self.lane_emb(self.subgraph(batch["lane_vec"], batch["lane_vec_mask"]))

@@ -12,6 +12,7 @@ import h5py
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import torch
 from task_smoke import smoke_argv
 
 from motion_forecasting import evaluate, train, visualize
@@ -95,13 +96,22 @@ def test_av2_mmtransformer_train_evaluate_visualise(tmp_path, av2_split, tiny_ll
 
 
 def test_mmtransformer_region_based_training_from_the_cache(tmp_path, av1_root):
+    """Also starts from weights in the released mmTransformer checkpoint format (--mm-checkpoint)."""
+    from test_mf_checkpoints import upstream_checkpoint
+
+    from motion_forecasting.models import MMTransformer
+
+    released = upstream_checkpoint(MMTransformer(7, 30, 4, d_model=32, d_ff=64, layers=1), tmp_path / "demo.pt")
     run = tmp_path / "run"
     train.run(["--dataset", "av1", "--train-path", str(av1_root / "val"), "--val-path", str(av1_root / "val"),
                "--map-dir", str(av1_root / "map_files"), "--cache-dir", str(tmp_path / "cache"),
                "--preprocess-workers", "1", "--model", "mmtransformer", "--d-model", "32", "--d-ff", "64",
                "--mm-layers", "1", "--modes", "4", "--rts-regions", "2", "--eval-k", "2", "--num-workers", "0",
                "--batch-size", "3", "--epochs", "1", "--warmup-epochs", "0", "--device", "cpu",
-               "--output-dir", str(run)])
+               "--mm-checkpoint", str(tmp_path / "demo.pt"), "--lr", "1e-9", "--output-dir", str(run)])
+    trained = torch.load(run / "checkpoint.pth", map_location="cpu", weights_only=False)["model"]
+    torch.testing.assert_close(trained["query_embed.weight"], released["stacked_transformer.query_embed.weight"],
+                               atol=1e-5, rtol=0)
     saved = (run / "config.yaml").read_text()
     assert "rts_centres:" in saved and np.isfinite(_log(run)[-1]["train_loss"])
 

@@ -46,7 +46,7 @@ def make(model_name: str, llm, **kw):
     torch.manual_seed(0)
     if model_name == "vectornet":
         return VectorNet(6, 7, 30, 6, subgraph_hidden=16, global_width=32, decoder_hidden=32, llm=llm, **kw).eval()
-    return MMTransformer(7, 30, 19, 6, d_model=32, d_ff=64, layers=1, llm=llm, **kw).eval()
+    return MMTransformer(7, 30, 6, d_model=32, d_ff=64, layers=1, llm=llm, **kw).eval()
 
 
 CASES = [("vectornet", {})] + [("mmtransformer", {"llm_placement": p}) for p in PLACEMENTS]
