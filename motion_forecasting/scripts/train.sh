@@ -15,14 +15,14 @@ source "$(cd "$(dirname "$0")/../.." && pwd)/tools/preset_lib.sh"
 
 USAGE_ENV="[AV1_PATH=D|AV2_PATH=D] [CACHE=D] [LLM_PATH=L]"
 task_args() {
-    local root=AV1_PATH dataset=av1
-    case "$PRESET" in *_av2_*) root=AV2_PATH dataset=av2 ;; esac
-    if [ -n "${!root:-}" ]; then
-        ARGS+=(--train-path "${!root}/train" --val-path "${!root}/val")
-        if [ "$dataset" = av1 ]; then ARGS+=(--map-dir "${!root}/map_files"); fi
-    else
-        need_arg --train-path "$root" "Argoverse folder with train/ and val/"
+    local var=AV1_PATH dataset=av1 layout="train/, val/ and map_files/" root
+    case "$PRESET" in *_av2_*) var=AV2_PATH dataset=av2 layout="train/ and val/" ;; esac
+    if [ -n "${!var:-}" ]; then root=${!var}
+    elif [ -n "${DRY_RUN:-}" ]; then root="\$$var"
+    else die "$PRESET needs $var=<Argoverse folder with $layout>"
     fi
+    ARGS+=(--train-path "$root/train" --val-path "$root/val")
+    if [ "$dataset" = av1 ]; then ARGS+=(--map-dir "$root/map_files"); fi
     ARGS+=(--cache-dir "${CACHE:-${RUNS:-runs/motion_forecasting}/cache/$dataset}")
 }
 train_main motion_forecasting "$@"

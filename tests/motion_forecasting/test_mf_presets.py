@@ -53,3 +53,22 @@ def test_train_sh_prints_the_launch_line():
         "--train-path /data/av1/train --val-path /data/av1/val --map-dir /data/av1/map_files --cache-dir "
         "runs/motion_forecasting/cache/av1 --output-dir runs/motion_forecasting/mmtransformer_av1_llama "
         "--llm-path /ckpt/llama --epochs 2")
+
+
+def test_train_paper_rows_dry_run_and_a_missing_path():
+    env = {k: v for k, v in os.environ.items() if k not in ("AV1_PATH", "AV2_PATH", "CACHE", "LLM_PATH", "SEED",
+                                                            "RUNS", "DRY_RUN")}
+    proc = subprocess.run(["bash", str(REPO / "tools" / "train_paper_rows.sh"), "motion_forecasting", "slurm"],
+                          env={**env, "DRY_RUN": "1"}, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == len(rows())
+    for preset, line in zip(rows(), lines):
+        var = "$AV2_PATH" if "_av2_" in preset else "$AV1_PATH"
+        assert f"--train-path {var}/train --val-path {var}/val" in line
+        assert ("--map-dir" in line) == ("_av1_" in preset)
+        assert ("--llm-path $LLM_PATH" in line) == (not preset.endswith("baseline"))
+    proc = subprocess.run(["bash", str(FOLDER / "scripts" / "train.sh"), "vectornet_av2_llama", "torchrun"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: vectornet_av2_llama needs AV2_PATH=<Argoverse folder with train/ and val/>"
