@@ -20,21 +20,17 @@ from .heads import MultiModalHead
 from .layers import MultiHeadAttention, PolylineSubgraph, ensure_one
 
 
-def unify_vectors(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def polyline_inputs(batch: dict[str, torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Agent and lane vectors in one feature layout ``[x0 y0 x1 y1 | agent extras | lane extras | is_agent
-    is_lane]`` -> vectors (B, A + L, V, C), vector mask (B, A + L, V), polyline mask (B, A + L)."""
+    is_lane]``: [(agent vectors (B, A, Va, C), mask (B, A, Va)), (lane vectors (B, L, Vl, C), mask)]. The two
+    sets go through the same subgraph separately (their vector counts differ; padding would only cost time)."""
     av, lv = batch["agent_vec"], batch["lane_vec"]
     ea, el = av.shape[-1] - 4, lv.shape[-1] - 4
-    v = max(av.shape[-2], lv.shape[-2])
     a = torch.cat([av[..., :4], av[..., 4:], av.new_zeros(*av.shape[:-1], el), av.new_ones(*av.shape[:-1], 1),
                    av.new_zeros(*av.shape[:-1], 1)], -1)
     lane = torch.cat([lv[..., :4], lv.new_zeros(*lv.shape[:-1], ea), lv[..., 4:], lv.new_zeros(*lv.shape[:-1], 1),
                       lv.new_ones(*lv.shape[:-1], 1)], -1)
-    a, lane = F.pad(a, (0, 0, 0, v - a.shape[-2])), F.pad(lane, (0, 0, 0, v - lane.shape[-2]))
-    am = F.pad(batch["agent_vec_mask"], (0, v - av.shape[-2]))
-    lm = F.pad(batch["lane_vec_mask"], (0, v - lv.shape[-2]))
-    vec_mask = torch.cat([am, lm], 1)
-    return torch.cat([a, lane], 1), vec_mask, vec_mask.any(-1)
+    return [(a, batch["agent_vec_mask"]), (lane, batch["lane_vec_mask"])]
 
 
 class VectorNet(nn.Module):
@@ -56,8 +52,9 @@ class VectorNet(nn.Module):
 
     def tokens(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """Polyline tokens after the global graph (and the adapter): (B, N, width), their mask (B, N)."""
-        vectors, vec_mask, poly_mask = unify_vectors(batch)
-        feats = self.subgraph(vectors, vec_mask)
+        parts = polyline_inputs(batch)
+        feats = torch.cat([self.subgraph(v, m) for v, m in parts], 1)
+        poly_mask = torch.cat([m.any(-1) for _, m in parts], 1)
         if self.normalize:
             feats = F.normalize(feats, dim=-1)
         extra = {}
