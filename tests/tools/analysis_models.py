@@ -1,16 +1,18 @@
-"""Stand-in models for the analysis tests: a tiny timm ViT with an adapter shaped like common.frozen_lm's
-(``in_proj`` -> ``lm.blocks[i].attn / .ffn`` -> ``out_proj``), so these tests do not depend on the real core."""
+"""Models for the analysis tests: image_cls's own ViT (built by its task, the graft included) with a stand-in
+adapter shaped like common.frozen_lm's (``in_proj`` -> ``lm.blocks[i].attn / .ffn`` -> ``out_proj``) whose
+attention can also run an explicit softmax (so the tests see its probabilities)."""
 
 from __future__ import annotations
 
 import math
 from types import SimpleNamespace
 
-import pytest
 import torch
 import torch.nn.functional as F
-from timm.models.vision_transformer import VisionTransformer
 from torch import nn
+
+from common.engine.config import namespace_from_config
+from common.task import get_task
 
 
 class StandInAttention(nn.Module):
@@ -73,33 +75,20 @@ class StandInAdapter(nn.Module):
         return self.out_proj((self.lm if self.lm is not None else self.mlp)(self.in_proj(x)))
 
 
-class StandInViTLLM(VisionTransformer):
-    """timm ViT with ``self.llm`` after all blocks, before the final norm (image_cls's placement)."""
-
-    def __init__(self, llm: nn.Module | None = None, **kwargs):
-        super().__init__(**kwargs)
-        self.llm = llm
-
-    def forward_features(self, x: torch.Tensor, attn_mask=None, is_causal=False) -> torch.Tensor:
-        x = self.norm_pre(self.patch_drop(self._pos_embed(self.patch_embed(x))))
-        x = self.blocks(x)
-        if self.llm is not None:
-            x = self.llm(x)
-        return self.norm(x)
+IMAGE_SIZE, IN_CHANS, GRID, HEADS = 16, 1, 4, 3  # vit_demo_llm (patch 4, width 96, depth 4, 3 heads) at 16 px
 
 
-def make_vit(kind: str = "lm", use_sdpa: bool = True, n_blocks: int = 1) -> StandInViTLLM:
-    """kind: 'lm' (adapter with a stand-in LM), 'mlp' (MLP control) or 'none' (baseline)."""
+def make_vit(kind: str = "lm", use_sdpa: bool = True, n_blocks: int = 1) -> nn.Module:
+    """image_cls's ``vit_demo_llm`` at 16 px (4 x 4 patches + CLS), built by ``get_task("image_cls").build_model``;
+    kind: 'lm' (its ``llm`` replaced by a stand-in adapter with a stand-in LM), 'mlp' (MLP control) or 'none'."""
+    task = get_task("image_cls")
+    args = namespace_from_config(task.build_parser(), {
+        "model": "vit_demo_llm", "input_size": IMAGE_SIZE, "in_chans": IN_CHANS, "num_classes": 5, "drop_path": 0.0,
+        "llm_variant": "none"})
     torch.manual_seed(0)
-    dim, lm_dim = 32, 48
-    llm = None
+    model = task.build_model(args)
     if kind != "none":
+        lm_dim = 48
         lm = StandInLM(lm_dim, n_heads=4, n_blocks=n_blocks, use_sdpa=use_sdpa) if kind == "lm" else None
-        llm = StandInAdapter(dim, lm_dim, lm)
-    model = StandInViTLLM(llm=llm, img_size=32, patch_size=8, embed_dim=dim, depth=2, num_heads=4, num_classes=5)
+        model.llm = StandInAdapter(model.embed_dim, lm_dim, lm)
     return model.eval()
-
-
-@pytest.fixture
-def vit_factory():
-    return make_vit

@@ -2,9 +2,10 @@
 
 - ``PatchGrid``: image patches in row-major order -> maps (B, H_tok, W_tok)   (ViT; image_cls)
 - ``TubeletGrid``: video tubelets in (time, row, column) order -> maps (B, T_tok, H_tok, W_tok)   (VideoMAE)
-- ``GroupCentres``: one token per point group -> values (B, G); the group centres (B, G, 3) are read from the
-  output of a module of the model during the same forward pass (Point-BERT's grouping module returns
-  ``(neighbourhoods, centres)``, hence ``output_index=1``).
+- ``GroupCentres``: one token per point group -> values (B, G); the group centres (B, G, 3) are given (``centres``,
+  e.g. computed by the task from the input) or read during the same forward pass from the output of a module
+  (Point-BERT-style grouping modules return ``(neighbourhoods, centres)``, hence ``output_index=1``) or, with
+  ``from_input=True``, from a module's first input (e.g. the position embedding MLP that takes the centres).
 Tokens before the spatial ones (CLS, registers) are removed by the caller (``AnalysisSpec.num_prefix_tokens``).
 """
 
@@ -53,10 +54,17 @@ class TubeletGrid:
 
 @dataclass(frozen=True, eq=False)
 class GroupCentres:
-    """One token per point group; positions come from ``source``'s output ``[output_index]`` (B, G, 3)."""
+    """One token per point group; positions (B, G, 3): ``centres`` if given, else ``source``'s output
+    ``[output_index]`` (or its first input with ``from_input``) during the analysed forward pass."""
 
-    source: nn.Module
+    source: nn.Module | None = None
     output_index: int = 1
+    centres: torch.Tensor | None = None
+    from_input: bool = False
+
+    def __post_init__(self) -> None:
+        if self.source is None and self.centres is None:
+            raise ValueError("GroupCentres needs the centres or a source module to read them from")
 
     def to_map(self, values: torch.Tensor) -> torch.Tensor:
         """(B, G) -> (B, G): point tokens have no grid; draw them at ``Capture.positions``."""

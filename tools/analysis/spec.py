@@ -7,14 +7,15 @@ Stages (paper §6, in this order): ``encoder`` (output of the visual encoder's l
 has a ``mlp`` stage instead. Attention rows: ``cls_attn_encoder`` (encoder's last block) and ``cls_attn_llm``
 (the LLM block; ``cls_attn_llm{i}`` for several).
 
-Built in: ``vit_spec`` (timm ViTs: image_cls) and ``video_spec`` (VideoMAE-style tubelets, no CLS token, so no
-attention rows). Any other model: ``spec_from_parts`` with its own layout, e.g. ``GroupCentres(model.group_divider)``
-for Point-BERT-style point clouds.
+Each task returns its spec from ``Task.analysis_spec(model, inputs)`` (``common.task``), built with these helpers:
+``vit_spec`` (timm ViTs: image_cls), ``video_spec`` (VideoMAE-style tubelets, no CLS token, so no attention rows), or
+``spec_from_parts`` with the model's own layout, e.g. ``GroupCentres(centres=model.group(points)[1])`` for
+Point-BERT-style point clouds (one token per point group).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from torch import nn
@@ -143,10 +144,3 @@ def video_spec(model: nn.Module, input_shape: Sequence[int]) -> AnalysisSpec:
     has_cls = getattr(model, "cls_token", None) is not None
     return spec_from_parts(model.blocks[-1], layout, find_adapter(model), num_prefix_tokens=int(has_cls),
                            cls_index=0 if has_cls else None, encoder_attention=getattr(model.blocks[-1], "attn", None))
-
-
-# task name -> spec builder(model, input_shape); point clouds need their grouping module: use spec_from_parts.
-TASK_SPECS: dict[str, Callable[[nn.Module, Sequence[int]], AnalysisSpec]] = {
-    "image_cls": vit_spec,
-    "action_recognition": video_spec,
-}
