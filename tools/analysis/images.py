@@ -17,7 +17,6 @@ import torch
 from PIL import Image
 
 IGNORE_LABEL = 1000
-IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".webp")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -46,21 +45,6 @@ def find_mask(image_path: Path) -> Path | None:
     split_dir = wnid_dir.parent
     official = split_dir.parent / f"{split_dir.name}-segmentation" / wnid_dir.name / f"{image_path.stem}.png"
     return official if official.is_file() else None
-
-
-def list_images(paths: list[Path], limit: int | None = None) -> list[Path]:
-    """Image files given directly or found recursively in folders (PNG masks beside a same-named image skipped)."""
-    found: list[Path] = []
-    for path in paths:
-        if path.is_file():
-            found.append(path)
-            continue
-        if not path.is_dir():
-            raise FileNotFoundError(f"no such image or folder: {path}")
-        candidates = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        stems = {(p.parent, p.stem) for p in candidates if p.suffix.lower() != ".png"}
-        found += [p for p in candidates if p.suffix.lower() != ".png" or (p.parent, p.stem) not in stems]
-    return found[:limit] if limit else found
 
 
 @dataclass
