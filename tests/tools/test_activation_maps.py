@@ -18,6 +18,7 @@ from tools.analysis import (
     capture_tokens,
     save_overlay_grid,
     save_point_grid,
+    save_video_grid,
     spec_from_parts,
     token_activation,
     video_spec,
@@ -163,12 +164,21 @@ class _TinyVideoMAE(nn.Module):
         return self.head(tokens.mean(1))
 
 
-def test_video_tubelet_layout():
+def test_video_tubelet_layout_drawn_per_frame(tmp_path):
     model = _TinyVideoMAE()
     video = torch.randn(2, 3, 4, 16, 24)
     spec = video_spec(model, video.shape)
     maps = activation_maps(model, video, spec=spec)
     assert list(maps) == ["encoder"] and maps["encoder"].shape == (2, 2, 2, 3)  # no CLS -> no attention rows
+    frames = np.zeros((4, 16, 24, 3), np.float32)
+    frames[:, :, :12] = 1.0  # left half white: visible under the overlay
+    path = save_video_grid(frames, {"encoder": maps["encoder"][0], "copy": maps["encoder"][0]}, tmp_path / "v.png",
+                           title="clip")
+    with Image.open(path) as png:
+        width, height = png.size
+    assert width / 2 < height < width  # 2 token time steps (rows) x 3 columns (frame, two stages)
+    with pytest.raises(ValueError, match="disagree"):
+        save_video_grid(frames, {"a": maps["encoder"][0], "b": maps["encoder"][0, :1]}, tmp_path / "bad.png")
 
 
 class _TinyPointModel(nn.Module):
