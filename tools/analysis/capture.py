@@ -22,17 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tools.analysis.layouts import GroupCentres
-
-
-@dataclass
-class AttentionSite:
-    """An attention module whose ``query_index`` row is wanted; head counts are fallbacks for layout 2."""
-
-    module: nn.Module
-    query_index: int = 0
-    n_heads: int | None = None
-    n_kv_heads: int | None = None
+from common.analysis import AttentionSite, GroupCentres
 
 
 @dataclass
