@@ -125,7 +125,7 @@ def save_point_grid(positions: torch.Tensor, maps: dict[str, torch.Tensor], path
     positions = torch.as_tensor(positions).detach().float().cpu()
     plt = _pyplot()
     batch, columns = positions.shape[0], max(1, len(maps))
-    fig = plt.figure(figsize=(2.4 * columns, 2.4 * batch))
+    fig = plt.figure(figsize=(2.2 * columns, 2.2 * batch))
     for row in range(batch):
         cloud = None if points is None else torch.as_tensor(points[row]).detach().float().cpu()
         for column, (name, values) in enumerate(maps.items()):
@@ -135,6 +135,7 @@ def save_point_grid(positions: torch.Tensor, maps: dict[str, torch.Tensor], path
             ax.scatter(positions[row, :, 0], positions[row, :, 2], positions[row, :, 1], s=10,
                        c=torch.as_tensor(values[row]).float().cpu(), cmap=cmap, vmin=0, vmax=1, depthshade=False)
             ax.view_init(elev=20, azim=-60)  # y is up in ModelNet / ScanObjectNN: drawn as the vertical axis
+            ax.set_box_aspect(None, zoom=1.4)
             ax.set_axis_off()
             if row == 0:
                 ax.set_title(name, fontsize=7)
