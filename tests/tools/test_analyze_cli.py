@@ -1,6 +1,7 @@
 """python -m tools.analyze end to end through the task interface: engine checkpoints of image_cls (ImageNet-S-layout
-images and masks -> PNG grids and mIoU) and point_cloud (.npy clouds -> group centres coloured per stage), built by
-each task's ``build_model`` with the shared tiny LLaMA as the frozen block; the task is read off the checkpoint."""
+images and masks -> PNG grids and mIoU), point_cloud (.npy clouds -> group centres coloured per stage) and
+action_recognition (PyAV clips -> token maps per frame), each built by its task's ``build_model`` with the shared tiny
+LLaMA as the frozen block; the task is read off the checkpoint."""
 
 import json
 
@@ -135,3 +136,52 @@ def test_point_cloud_run_draws_tokens_on_their_group_centres(point_run, tmp_path
     assert all(v.shape == (2, 8) for v in analysis.maps["magnitude"].values())
     _, centres = loaded.model.group_divider(samples[0].inputs)
     assert analysis.positions.shape == (2, 8, 3) and np.allclose(analysis.positions[0], centres[0])
+
+
+@pytest.fixture
+def video_run(tmp_path, tiny_llama_dir):
+    settings = {"model": "vit_small_patch16_224", "embed_dim": 48, "depth": 2, "num_heads": 3, "patch_size": 8,
+                "input_size": 32, "short_side_size": 32, "num_frames": 8, "tubelet_size": 2, "nb_classes": 4,
+                "drop_path": 0.0, "llm_variant": "frozen", "llm_path": str(tiny_llama_dir), "epochs": 1}
+    return save_run("action_recognition", settings, tmp_path / "video_run")
+
+
+def write_clip(path, frames: int = 12, width: int = 40, height: int = 32):
+    """A short clip written by PyAV (MPEG-4 in .mp4): a bright square moving right over a dark background."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=12)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for index in range(frames):
+            image = np.full((height, width, 3), 30, np.uint8)
+            image[8:24, 2 + 2 * index:14 + 2 * index] = 220
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def test_video_run_draws_tokens_per_frame(video_run, tmp_path, capsys):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for index in range(2):
+        write_clip(videos / f"clip{index}.mp4")
+    out = tmp_path / "analysis"
+    code = analyze.main(["--resume", video_run, "--inputs", str(videos), "--out", str(out), "--measures",
+                         "frequency"])
+    assert code == 0, capsys.readouterr().err
+    pictures = sorted(p.name for p in out.glob("*.png"))
+    assert pictures == ["overlays_frequency_0_clip0.png", "overlays_frequency_1_clip1.png"]
+    with Image.open(out / pictures[0]) as image:  # 4 token time steps (rows) x (frame + 5 stages)
+        assert image.size[1] > image.size[0] / 2
+
+    from common.engine import runner
+
+    task = get_task("action_recognition")
+    loaded = runner.load_run(task, video_run)
+    samples = task.analysis_samples(loaded.args, [str(videos / "clip0.mp4")])
+    analysis = analyze.analyze_inputs(task, loaded.model, samples, ("frequency",))
+    assert set(analysis.maps["frequency"]) == {"encoder", "in_proj", "llm_attn", "llm_ffn", "out_proj"}
+    assert all(v.shape == (1, 4, 4, 4) for v in analysis.maps["frequency"].values())  # (T/2, 32/8, 32/8)
