@@ -23,17 +23,16 @@ Both: a ``pos_embed`` in the file is dropped by name; the fixed sinusoidal table
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
-from collections.abc import Mapping
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from common.engine.checkpoint import load_model_state
 from common.engine.errors import CheckpointError
+from common.engine.state_dict import read_state_dict as read_weights
+from common.engine.state_dict import strip_prefixes
 from common.frozen_lm import CheckpointError as LMCheckpointError
 from common.frozen_lm import LLMAdapter, LM4VELlama, check_lm4ve_llama, lm4ve_llama_matches, split_lm4ve_state_dict
 
@@ -45,41 +44,12 @@ NEW_IN_FINETUNING = ("fc_norm.", "head.", "llm.")
 FIXED_TABLE_KEYS = ("pos_embed",)
 
 
-def _load_file(path: Path) -> object:
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle/zip errors: one line naming the file
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0]}") from e
-
-
 def read_state_dict(path: str | os.PathLike, model_key: str = "model|module") -> tuple[dict[str, torch.Tensor], bool]:
-    """(weights with VideoMAE's prefixes stripped, whether the file is a pretraining checkpoint)."""
-    path = Path(path)
-    ckpt = _load_file(path)
-    if not isinstance(ckpt, Mapping):
-        raise CheckpointError(f"{path}: expected a dict of weights, got {type(ckpt).__name__}")
-    weights = next((ckpt[k] for k in model_key.split("|") if isinstance(ckpt.get(k), Mapping)), None)
-    if weights is None:
-        if not all(isinstance(v, torch.Tensor) for v in ckpt.values()):
-            raise CheckpointError(f"{path}: no '{model_key}' state dict and not a state dict itself; keys: "
-                                  f"{sorted(map(str, ckpt))[:8]}")
-        weights = ckpt
-    pretrained = any(str(k).startswith(("encoder.", "decoder.", "module.encoder.")) for k in weights)
-    state = {}
-    for name, tensor in weights.items():
-        if not isinstance(tensor, torch.Tensor):
-            raise CheckpointError(f"{path}: weight '{name}' is not a tensor")
-        while name.startswith("module."):
-            name = name[len("module."):]
-        for prefix in ("backbone.", "encoder."):
-            if name.startswith(prefix):
-                name = name[len(prefix):]
-                break
-        state[name] = tensor
-    return state, pretrained
+    """(weights with VideoMAE's prefixes stripped, whether the file is a pretraining checkpoint): the first of
+    ``model_key`` found in the file, else the file itself (``common.engine.state_dict``, run args allowed)."""
+    weights, _ = read_weights(path, keys=model_key.split("|"))
+    pretrained = any(str(k).startswith(("encoder.", "decoder.")) for k in weights)
+    return strip_prefixes(weights, ("backbone.", "encoder."), repeat=False), pretrained
 
 
 def _drop(state: dict[str, torch.Tensor], keys: list[str], why: str, source: str) -> None:

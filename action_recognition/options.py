@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import argparse
 
+from common import recipe
 from common.engine import config
 from common.engine.errors import ConfigError
 from common.frozen_lm import add_llm_args
 
 from .data.sampling import MAX_TEST_SEGMENTS
 from .models import ARCHS, SSV2_CLASSES
-
-LR_REFERENCE_BATCH = 256  # VideoMAE: lr, min_lr and warmup_lr are per 256 videos, scaled by the total batch
 
 
 def add_task_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -37,9 +36,6 @@ def add_task_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     data.add_argument("--min-video-frames", type=int, default=None,
                       help="videos with fewer frames are skipped (default: --num-frames; 1 keeps them, as upstream)")
     data.add_argument("--num-sample", type=int, default=2, help="augmented clips per loaded video (repeated aug)")
-    data.add_argument("--total-batch-size", type=int, default=None,
-                      help="videos per optimizer update over all processes: sets --batch-size to it / (world size "
-                      "x accum-iter)")
     data.add_argument("--eval-batch-size", type=int, default=None, help="videos per evaluation batch (default: "
                       "--batch-size); each brings test-num-segment x test-num-crop clips")
 
@@ -72,9 +68,8 @@ def add_task_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
     config.add_mixup_args(parser)
 
-    lr = parser.add_argument_group("learning rate")
-    lr.add_argument("--unscale-lr", action=b, default=False,
-                    help=f"use --lr/--min-lr/--warmup-lr as they are instead of x total batch / {LR_REFERENCE_BATCH}")
+    # --total-batch-size (videos per update over all processes) is the engine's; --unscale-lr (lr, min_lr and
+    # warmup_lr x total batch / 256 unless set) comes from Task.build_parser (ActionRecognition.lr_reference_batch).
     # VideoMAE's SSv2 defaults where the engine's differ.
     parser.set_defaults(epochs=30, lr=1e-3, layer_decay=0.75, warmup_epochs=5.0, warmup_lr=1e-6, min_lr=1e-6,
                         weight_decay=0.05, batch_size=8)
@@ -83,20 +78,10 @@ def add_task_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def build_parser(description: str = "Fine-tune VideoMAE (± a frozen LLM block) on Something-Something-v2.",
                  ) -> argparse.ArgumentParser:
-    """The full parser (a fresh one per call, see ``config.parse_args``)."""
-    return add_task_args(config.make_parser(description))
+    """The full parser (a fresh one per call, see ``config.parse_args``): ``action_recognition.task``'s."""
+    from action_recognition.task import TASK
 
-
-def total_batch(args: argparse.Namespace, world_size: int) -> int:
-    """Videos per optimizer update: per-process batch x processes x accumulation (VideoMAE's total_batch_size)."""
-    return int(args.batch_size) * int(world_size) * int(args.accum_iter)
-
-
-def scaled_lrs(args: argparse.Namespace, world_size: int) -> dict[str, float]:
-    """``{lr, min_lr, warmup_lr}`` for the optimizer and schedule: x total batch / 256 (VideoMAE), unless
-    ``--unscale-lr``. ``args`` itself keeps the per-256 values, so a run's config.yaml re-used scales once."""
-    factor = 1.0 if args.unscale_lr else total_batch(args, world_size) / LR_REFERENCE_BATCH
-    return {name: float(getattr(args, name)) * factor for name in ("lr", "min_lr", "warmup_lr")}
+    return TASK.build_parser(description)
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -116,13 +101,8 @@ def check_args(args: argparse.Namespace) -> None:
             raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
 
 
-def mixup_active(args: argparse.Namespace) -> bool:
-    """Whether Mixup/CutMix are on (then targets are soft and the clip count per batch must be even)."""
-    return args.mixup > 0 or args.cutmix > 0 or args.cutmix_minmax is not None
-
-
 def check_mixup_batch(args: argparse.Namespace) -> None:
     """timm's Mixup pairs clip i with clip B - 1 - i: the per-process clip count must be even."""
-    if mixup_active(args) and (args.batch_size * args.num_sample) % 2:
+    if recipe.mixup_active(args) and (args.batch_size * args.num_sample) % 2:
         raise ConfigError(f"Mixup/CutMix need an even number of clips per batch, got --batch-size {args.batch_size} "
                           f"x --num-sample {args.num_sample}")

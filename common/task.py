@@ -75,6 +75,12 @@ class Task(ABC):
     best_mode: ClassVar[str] = "max"
     metrics: ClassVar[tuple[str, ...]] = ()
     graft: ClassVar[str] = ""
+    # LR scaling by the global batch (DeiT: 512, VideoMAE: 256): the optimizer and schedule get the keys of
+    # ``lr_scaled_keys`` x global batch / ``lr_reference_batch`` unless ``--unscale-lr``; None: LRs as given.
+    # ``--freeze-encoder`` keeps these (and the LLM adapters) trainable: the head after the frozen block.
+    head_prefixes: ClassVar[tuple[str, ...]] = ("head.",)
+    lr_reference_batch: ClassVar[int | None] = None
+    lr_scaled_keys: ClassVar[tuple[str, ...]] = ("lr",)
 
     # ---- what every task implements -------------------------------------------------------------------------
     @abstractmethod
@@ -110,13 +116,26 @@ class Task(ABC):
         except ValueError as err:
             raise ConfigError(str(err)) from err
         if spec.enabled and not Path(spec.path).exists():
-            raise ConfigError(f"--llm-path {spec.path}: no such file or directory")
+            from common.engine.errors import LLMCheckpointError
+
+            raise LLMCheckpointError(f"--llm-path: {spec.path}: no such file or directory")
 
     def build_optimizer(self, args: argparse.Namespace, model: nn.Module) -> torch.optim.Optimizer:
         """The optimizer of ``args`` (``--opt``, ``--lr`` as given, LR multipliers) over trainable parameters."""
         from common.engine import optim
 
         return optim.build_optimizer(args, model)
+
+    def initialize(self, model: nn.Module, args: argparse.Namespace, resume: Path | None) -> nn.Module:
+        """Before training: start from pretrained / fine-tuned weights (``--finetune``, ``--ckpts``) when the run
+        does not resume (``resume`` is None), convert layers for the job (SyncBatchNorm); returns the model to
+        train. The default returns ``model`` unchanged."""
+        return model
+
+    def complete_config(self, saved: dict[str, Any], weights: Mapping[str, torch.Tensor]) -> None:
+        """``load_run``: fill sizes an older checkpoint's saved config lacks from its weights (in place). The
+        default does nothing."""
+        return None
 
     def analysis_samples(self, args: argparse.Namespace, paths: Sequence[str]) -> list[AnalysisSample]:
         """Inputs for ``tools.analyze`` (paths to files of the task's input format)."""
@@ -141,6 +160,11 @@ class Task(ABC):
 
         parser = config.make_parser(description or f"{self.name}: train ± a frozen LLM block")
         self.add_args(parser)
+        if self.lr_reference_batch is not None:
+            names = "/".join(f"--{k.replace('_', '-')}" for k in self.lr_scaled_keys)
+            parser.add_argument("--unscale-lr", action=argparse.BooleanOptionalAction, default=False,
+                                help=f"use {names} as given instead of x global batch / {self.lr_reference_batch}")
+        parser.set_defaults(task=self.name)  # written into config.yaml; a config of another task is refused
         return parser
 
     def train(self, argv: Sequence[str] | None = None) -> None:

@@ -82,3 +82,34 @@ def load_trained_model(path: str | os.PathLike, use_ema: bool = False,
     config = {"model": "official", "input_size": size, "dataset": "imagenet"}
     return TrainedModel(model, config, "official", "model_ema" if use_ema else "model",
                         int(model.head.out_features), size)
+
+
+def load_finetune_weights(model: nn.Module, path: str | os.PathLike) -> list[str]:
+    """``--finetune``: DeiT ``main.py``'s start from pretrained ViT weights, strict by name.
+
+    A head (``head.*``) of another shape is dropped by name, as DeiT does; the position table is resampled
+    (bicubic, timm ``resample_abs_pos_embed``) when the token grid differs; the LLM adapter (``llm.*``) and a
+    dropped head keep their initialisation (returned). Any other missing, unexpected or mis-shaped tensor is a
+    ``CheckpointError`` naming it. LM4VisualEncoding ViT-LLaMA files (``llama.*`` keys) are refused: evaluate
+    them with ``image_cls.evaluate --resume``.
+    """
+    from timm.layers import resample_abs_pos_embed
+
+    from common.engine.state_dict import read_state_dict
+
+    state, _ = read_state_dict(path, keys=("model", "state_dict"))
+    source = f"--finetune {path}"
+    if any(k.startswith(("llama.", "llama_dim_mapper")) for k in state):
+        raise CheckpointError(f"{source}: an LM4VisualEncoding ViT-LLaMA checkpoint; --finetune takes DeiT / timm "
+                              "ViT weights (evaluate this one with python -m image_cls.evaluate --resume)")
+    own = model.state_dict()
+    dropped = [k for k in ("head.weight", "head.bias") if k in state and k in own and state[k].shape != own[k].shape]
+    for key in dropped:
+        del state[key]
+    pos = state.get("pos_embed")
+    if pos is not None and "pos_embed" in own and pos.shape != own["pos_embed"].shape:
+        prefix = 0 if getattr(model, "no_embed_class", False) else int(getattr(model, "num_prefix_tokens", 1))
+        state["pos_embed"] = resample_abs_pos_embed(pos, new_size=list(model.patch_embed.grid_size),
+                                                    num_prefix_tokens=prefix)
+    left = checkpoint.load_model_state(model, state, source, may_miss=("llm.", *(("head.",) if dropped else ())))
+    return left

@@ -19,9 +19,7 @@ mis-shaped key is an error naming it.
 
 from __future__ import annotations
 
-import argparse
 import os
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,7 @@ from torch import nn
 
 from common.engine.checkpoint import load_model_state
 from common.engine.errors import CheckpointError
+from common.engine.state_dict import torch_load
 from common.frozen_lm import CheckpointError as LMCheckpointError
 from common.frozen_lm import (
     FrozenLM,
@@ -57,13 +56,10 @@ class OfficialCheckpointError(ValueError):
 
 def read_official_checkpoint(path: str | os.PathLike, use_ema: bool = False) -> dict[str, torch.Tensor]:
     """The ``model`` (or ``model_ema``) state dict of an official checkpoint file (``weights_only`` load)."""
-    with torch.serialization.safe_globals([argparse.Namespace]):  # main.py stores its argparse args
-        try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
-            first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
-            raise OfficialCheckpointError(f"{path}: not a readable torch checkpoint ({type(err).__name__}: "
-                                          f"{first_line})") from None
+    try:  # main.py stores its argparse args next to the weights: the one class allowed besides tensors
+        checkpoint = torch_load(path)
+    except CheckpointError as err:
+        raise OfficialCheckpointError(f"{path}: not a readable torch checkpoint ({err})") from None
     key = "model_ema" if use_ema else "model"
     if not isinstance(checkpoint, Mapping) or key not in checkpoint:
         found = sorted(checkpoint) if isinstance(checkpoint, Mapping) else type(checkpoint).__name__

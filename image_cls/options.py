@@ -17,7 +17,6 @@ from image_cls.data.loaders import PIPELINES
 from image_cls.models import LLM_POSITIONS
 
 DATASETS = ("imagenet", "fashion_mnist", "digits")
-LR_REFERENCE_BATCH = 512  # DeiT: --lr is the LR of a 512-image batch, scaled linearly with the global batch
 
 
 def add_task_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -28,6 +27,14 @@ def add_task_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     model.add_argument("--input-size", type=int, default=224, help="image size")
     model.add_argument("--drop", type=float, default=0.0, help="dropout rate")
     model.add_argument("--drop-path", type=float, default=0.1, help="stochastic depth rate")
+    model.add_argument("--finetune", default=None, metavar="PTH",
+                       help="start from these ViT weights (DeiT's --finetune: a DeiT / timm checkpoint, 'model' key "
+                       "or bare): a head of another class count and the adapter start fresh, the position table is "
+                       "resampled to --input-size; not loaded when the run resumes")
+    model.add_argument("--num-classes", type=int, default=None,
+                       help="outputs of the head: set from the data's classes (a run's config.yaml records it)")
+    model.add_argument("--in-chans", type=int, default=None,
+                       help="input channels: set from the data (3, or 1 for the grey demo sets)")
 
     llm = add_llm_args(parser)
     llm.add_argument("--llm-position", default="tail", choices=LLM_POSITIONS, help="where the block sits")
@@ -59,30 +66,15 @@ def add_task_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
     config.add_mixup_args(parser)
 
-    lr = parser.add_argument_group("learning rate")
-    lr.add_argument("--unscale-lr", action=b, default=False,
-                    help=f"use --lr as is instead of --lr x global batch / {LR_REFERENCE_BATCH} (DeiT)")
+    # --unscale-lr (DeiT: --lr x global batch / 512 unless set) comes from Task.build_parser (lr_reference_batch).
     # DeiT's defaults where the engine's differ.
     parser.set_defaults(epochs=300, min_lr=1e-5, model_ema=True, model_ema_decay=0.99996)
     return parser
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(description: str | None = None) -> argparse.ArgumentParser:
     """The full parser of ``python -m image_cls.train`` (a fresh one per call, see ``config.parse_args``)."""
-    parser = config.make_parser("Train a DeiT ViT with or without a frozen LLM block (image classification).")
-    return add_task_args(parser)
+    from image_cls.task import TASK
 
-
-def optimizer_lr(args: argparse.Namespace, world_size: int) -> float:
-    """The LR the optimizer gets: ``--lr`` x global batch / 512 (DeiT), or ``--lr`` with ``--unscale-lr``.
-
-    ``args.lr`` itself stays the per-512 value, so the saved config.yaml re-used as ``--config`` scales once.
-    """
-    if args.unscale_lr:
-        return float(args.lr)
-    return float(args.lr) * global_batch(args, world_size) / LR_REFERENCE_BATCH
-
-
-def global_batch(args: argparse.Namespace, world_size: int) -> int:
-    """Images per optimizer update: per-process batch x processes x accumulation steps."""
-    return int(args.batch_size) * int(world_size) * int(args.accum_iter)
+    return TASK.build_parser(description or "Train a DeiT ViT with or without a frozen LLM block (image "
+                             "classification).")

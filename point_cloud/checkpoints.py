@@ -32,6 +32,7 @@ from torch import nn
 
 from common.engine.checkpoint import load_model_state
 from common.engine.errors import CheckpointError
+from common.engine.state_dict import read_state_dict as read_weights
 from common.frozen_lm import CheckpointError as LMCheckpointError
 from common.frozen_lm import FrozenLM, LLMAdapter, load_lm4ve_llama, split_lm4ve_state_dict
 
@@ -49,26 +50,7 @@ OPTIONAL_SUFFIXES = (".num_batches_tracked",)
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The weights of a Point-BERT-style checkpoint (``base_model`` or ``model``), ``module.`` prefixes removed."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle/zip errors: one line naming the file
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0]}") from e
-    if not isinstance(ckpt, Mapping):
-        raise CheckpointError(f"{path}: expected a dict with 'base_model', got {type(ckpt).__name__}")
-    key = "base_model" if ckpt.get("base_model") is not None else "model" if ckpt.get("model") is not None else None
-    if key is None or not isinstance(ckpt[key], Mapping):
-        raise CheckpointError(f"{path}: no 'base_model' (or 'model') state dict; keys: {sorted(map(str, ckpt))[:8]}")
-    state = {}
-    for name, tensor in ckpt[key].items():
-        if not isinstance(tensor, torch.Tensor):
-            raise CheckpointError(f"{path}: '{key}' entry '{name}' is not a tensor")
-        while name.startswith("module."):
-            name = name[len("module."):]
-        state[name] = tensor
-    return state
+    return read_weights(path, keys=("base_model", "model"), allow_bare=False)[0]
 
 
 def is_pretrained_state(state: Mapping[str, torch.Tensor]) -> bool:

@@ -132,6 +132,19 @@ class Encoder(nn.Module):
         return feature.max(dim=2).values.reshape(b, g, self.encoder_channel)
 
 
+class Group(nn.Module):
+    """Point-BERT's ``Group`` (``group_divider``): FPS centres + kNN neighbourhoods, no parameters. A module so
+    that hooks (``tools.analyze``: where each group token sits) can read its ``(neighborhood, center)`` output."""
+
+    def __init__(self, num_group: int, group_size: int):
+        super().__init__()
+        self.num_group, self.group_size = num_group, group_size
+
+    def forward(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.autocast(points.device.type, enabled=False):
+            return group_points(points, self.num_group, self.group_size)
+
+
 class PointTransformer(nn.Module):
     """Point-BERT's fine-tuning classifier; ``llm`` adds the frozen LLM block after the blocks, before ``norm``.
 
@@ -143,6 +156,7 @@ class PointTransformer(nn.Module):
     def __init__(self, config: PointBertConfig | None = None, llm: LLMSpec | nn.Module | None = None):
         super().__init__()
         self.config = cfg = config or PointBertConfig()
+        self.group_divider = Group(cfg.num_group, cfg.group_size)
         self.encoder = Encoder(cfg.encoder_dims)
         self.reduce_dim = nn.Linear(cfg.encoder_dims, cfg.trans_dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, cfg.trans_dim))
@@ -162,8 +176,7 @@ class PointTransformer(nn.Module):
 
     def group(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(neighborhood (B, G, S, 3), center (B, G, 3)) of ``points`` (B, N, 3), in float32 outside autocast."""
-        with torch.autocast(points.device.type, enabled=False):
-            return group_points(points, self.config.num_group, self.config.group_size)
+        return self.group_divider(points)
 
     def forward_features(self, points: torch.Tensor) -> torch.Tensor:
         """(B, N, 3) points -> (B, 1 + num_group, trans_dim) normalised tokens (CLS first)."""

@@ -18,16 +18,14 @@ import os
 import torch
 from torch import nn
 
-from common.engine import checkpoint, config, distributed, loop
+from common.engine import distributed, loop, runner
 from common.engine.errors import ConfigError
 from common.frozen_lm import add_llm_args
-from point_cloud.checkpoints import load_point_bert_checkpoint
 from point_cloud.data import DATASETS, DataPathError, build_dataset, fps_pool_size, num_classes
 from point_cloud.data.modelnet import CACHE_POINTS
 from point_cloud.data.sampling import eval_input, train_input, vote_logits
 from point_cloud.metrics import AccuracyCounter, batch_accuracy, point_bert_loss
 from point_cloud.models import PointTransformer, build_model
-from point_cloud.optim import build_optimizer
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +42,6 @@ def add_task_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     data.add_argument("--fps-pool", type=int, default=None,
                       help="training FPS pool before the random subset (default: Point-BERT's 1200/2400/4800/8192)")
     data.add_argument("--cache-points", type=int, default=CACHE_POINTS, help="ModelNet40 FPS cache points per shape")
-    data.add_argument("--total-batch-size", type=int, default=None,
-                      help="global batch (upstream total_bs): sets --batch-size to it / (world size x accum-iter)")
 
     model = parser.add_argument_group("model (Point-BERT PointTransformer)")
     model.add_argument("--trans-dim", type=int, default=384)
@@ -75,8 +71,19 @@ def add_task_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def build_parser(description: str = __doc__.splitlines()[0]) -> argparse.ArgumentParser:
-    """The common engine flags plus this task's."""
-    return add_task_args(config.make_parser(description))
+    """The common engine flags plus this task's (``point_cloud.task``; upstream total_bs is the engine's
+    ``--total-batch-size``)."""
+    from point_cloud.task import TASK
+
+    return TASK.build_parser(description)
+
+
+def fps_pool(args: argparse.Namespace) -> int:
+    """The training FPS pool of ``--npoints`` / ``--fps-pool`` (Point-BERT's 1200/2400/4800/8192 by default)."""
+    try:
+        return fps_pool_size(args.npoints, args.fps_pool)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def check_args(args: argparse.Namespace) -> int:
@@ -95,10 +102,7 @@ def check_args(args: argparse.Namespace) -> int:
                             f"--data-path is not set (the {args.dataset} data folder)")
     if args.layer_decay not in (None, 1.0):
         raise ConfigError("--layer-decay is not part of the Point-BERT recipe (no layer ids in this task)")
-    try:
-        return fps_pool_size(args.npoints, args.fps_pool)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
+    return fps_pool(args)
 
 
 def build_split(args: argparse.Namespace, split: str):
@@ -166,34 +170,19 @@ def make_evaluate_fn(args: argparse.Namespace, fps_pool: int, count: bool = Fals
     return evaluate_fn
 
 
-def maybe_sync_bn(model: nn.Module, args: argparse.Namespace, info: distributed.DistInfo) -> nn.Module:
-    """SyncBatchNorm for multi-GPU runs with ``--sync-bn`` (a no-op on CPU / single process)."""
-    if args.sync_bn and info.distributed and info.device.type == "cuda":
-        log.info("using SyncBatchNorm")
-        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    return model
-
-
 def main(args: argparse.Namespace) -> dict:
-    """Train (or ``--eval-only``) as the config says; returns ``loop.fit``'s summary."""
-    fps_pool = check_args(args)
-    info = loop.setup(args)
-    config.resolve_total_batch_size(args, info.world_size)
-    config.save_config(args, args.output_dir)  # again, now with the per-process batch size
-    train_set, test_set = build_split(args, "train"), build_split(args, "test")
-    model = create_model(args)
-    resume = checkpoint.resolve_resume(args.resume, args.output_dir)
-    if args.ckpts and resume is None:
-        load_point_bert_checkpoint(model, args.ckpts)
-    elif args.ckpts:
-        log.info("resuming from %s: --ckpts %s is not loaded", resume, args.ckpts)
-    model = maybe_sync_bn(model, args, info).to(info.device)
-    optimizer = build_optimizer(args, model)
-    return loop.fit(args, model, loop.make_loader(train_set, args, train=True), make_loss_fn(args, fps_pool),
-                    val_loader=loop.make_loader(test_set, args, train=False),
-                    evaluate_fn=make_evaluate_fn(args, fps_pool), best_metric="acc", best_mode="max",
-                    optimizer=optimizer, dist_info=info)
+    """Train (or ``--eval-only``) as the config says (``common.engine.runner`` over ``point_cloud.task``)."""
+    from point_cloud.task import TASK
+
+    return runner.train_main(TASK, args)
+
+
+def run(argv=None) -> None:
+    """The command line: parse (``--config`` preset + flags) and train; errors exit with one line."""
+    from point_cloud.task import TASK
+
+    TASK.train(argv)
 
 
 if __name__ == "__main__":
-    loop.run_cli(main, build_parser())
+    run()

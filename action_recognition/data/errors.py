@@ -1,7 +1,6 @@
-"""The error a missing or malformed data set raises (a one-line message and exit code 2 from the CLIs)."""
+"""The error a missing or malformed data set raises: the error family's ``DataPathError`` (one line, exit code 4;
+``common.engine.errors``)."""
 
-from common.engine.errors import ConfigError
+from common.engine.errors import DataPathError
 
-
-class DataPathError(ConfigError):
-    """A missing data folder or annotation file, or a malformed annotation line; the message names it."""
+__all__ = ["DataPathError"]

@@ -85,13 +85,10 @@ def _check_plain(value: Any, where: str) -> None:
 
 def load(path: str | os.PathLike) -> dict[str, Any]:
     """Load a checkpoint on CPU with ``weights_only=True``; a missing or unreadable file is a ``CheckpointError``."""
+    from .state_dict import torch_load
+
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated / foreign files: one clear line instead of a pickle traceback
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {str(e).splitlines()[0]}") from e
+    state = torch_load(path, allow=())  # truncated / foreign files: one clear line instead of a pickle traceback
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a frozen-lm-vision engine checkpoint")
     return state

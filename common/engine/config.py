@@ -79,6 +79,9 @@ def add_common_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     sched.add_argument("--epochs", type=int, default=100)
     sched.add_argument("--batch-size", type=int, default=64, help="per process")
     sched.add_argument("--accum-iter", type=int, default=1, help="micro-batches per optimizer step")
+    sched.add_argument("--total-batch-size", type=int, default=None,
+                       help="global batch (samples per optimizer update over all processes): sets --batch-size to it "
+                       "/ (world size x --accum-iter)")
     sched.add_argument("--sched", default="cosine", choices=SCHED_CHOICES,
                        help="timm LR schedule, stepped once per optimizer update")
     sched.add_argument("--warmup-epochs", type=float, default=5.0)
@@ -102,6 +105,9 @@ def add_common_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                      "first match wins, e.g. '*.in_proj.*=10'")
     opt.add_argument("--no-decay-lr-mult", type=float, default=1.0, help="LR multiplier of the no-weight-decay group")
     opt.add_argument("--layer-decay", type=float, default=None, help="layer-wise LR decay (task supplies layer ids)")
+    opt.add_argument("--freeze-encoder", action=b, default=False,
+                     help="train only the LLM adapter (its two projections; the block as --llm-variant says) and the "
+                     "task's head; the encoder keeps its pretrained weights (start from them: --finetune / --ckpts)")
 
     rt = parser.add_argument_group("precision and runtime")
     rt.add_argument("--amp", default="none", choices=AMP_CHOICES, help="autocast dtype; fp16 adds a GradScaler")
@@ -150,7 +156,12 @@ def load_preset(parser: argparse.ArgumentParser, path: str | os.PathLike) -> dic
         parser.error(f"--config {path}: expected a mapping of option names to values, got {type(data).__name__}")
     actions = {a.dest: a for a in parser._actions if a.dest != argparse.SUPPRESS and a.dest != "help"}
     defaults = {}
+    task = parser.get_default("task")
     for key, value in data.items():
+        if key == "task":  # a run's config.yaml names its task; it must be this parser's
+            if task is not None and value != task:
+                parser.error(f"--config {path}: a config of task '{value}', not {task}")
+            continue
         if key not in actions:
             hint = difflib.get_close_matches(str(key).replace("-", "_"), list(actions), n=1)
             parser.error(f"--config {path}: unknown key '{key}' (no such option"

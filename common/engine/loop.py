@@ -48,13 +48,18 @@ EpochHook = Callable[[int, dict[str, Any]], None]
 EpochStatsFn = Callable[[int], Mapping[str, Any]]
 
 
-def setup(args: argparse.Namespace) -> DistInfo:
+def setup(args: argparse.Namespace, save: bool = True) -> DistInfo:
     """Start of every train.py: join the process group, pick the device, seed (``seed + rank``), set up console
-    logging and write the resolved ``OUTPUT_DIR/config.yaml`` (main process)."""
+    logging, share ``--total-batch-size`` out into the per-process ``--batch-size`` and write the resolved
+    ``OUTPUT_DIR/config.yaml`` once (main process; ``save=False``: the caller writes it, e.g. after the data
+    decided sizes)."""
     info = distributed.init_distributed(args.device)
     runlog.setup_logging(info.rank)
     rng.seed_everything(args.seed, info.rank)
-    config.save_config(args, args.output_dir)
+    if getattr(args, "total_batch_size", None) is not None:
+        config.resolve_total_batch_size(args, info.world_size)
+    if save:
+        config.save_config(args, args.output_dir)
     log.info("rank %d/%d on %s; output in %s", info.rank, info.world_size, info.device, args.output_dir)
     return info
 
@@ -162,6 +167,7 @@ def fit(
     dist_info: DistInfo | None = None,
     on_epoch_end: EpochHook | None = None,
     epoch_stats: EpochStatsFn | None = None,
+    saved_config: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` for ``args.epochs`` epochs (or only evaluate with ``--eval-only``).
 
@@ -183,6 +189,9 @@ def fit(
         on_epoch_end: ``hook(epoch, stats)`` after the epoch's log line and checkpoint.
         epoch_stats: ``fn(epoch) -> {key: value}`` called on every rank after the evaluation; its entries join
             the epoch's log line (rank 0's are written, so reduce across ranks inside).
+        saved_config: the run config stored in the checkpoints (default: ``args``); a task whose optimizer and
+            schedule see derived values (e.g. LRs scaled by the batch) passes the config as given, so a
+            checkpoint's config rebuilds the run without scaling twice.
 
     Returns:
         ``{"best": {metric, mode, value, epoch}, "last": last epoch's stats}``; with ``--eval-only``,
@@ -241,6 +250,7 @@ def fit(
 
     if start_epoch >= args.epochs:
         log.info("all %d epochs are done already (raise --epochs to train longer)", args.epochs)
+    task_tag = {"task": args.task} if getattr(args, "task", None) else {}  # which task wrote this log.txt
     run_log = runlog.RunLog(out_dir, enabled=info.is_main, start_epoch=start_epoch, tensorboard=args.log_tensorboard)
     stats: dict[str, Any] = {}
     try:
@@ -250,7 +260,7 @@ def fit(
             train = train_one_epoch(
                 train_model, model, train_loader, loss_fn, optimizer, scheduler, scaler, ema, args, info, epoch,
                 updates_per_epoch)
-            stats = {"epoch": epoch, **{f"train_{k}": v for k, v in train.items()}}
+            stats = {"epoch": epoch, **task_tag, **{f"train_{k}": v for k, v in train.items()}}
             last = epoch == args.epochs - 1
             is_best = False
             if can_eval and ((epoch + 1) % args.eval_every == 0 or last):
@@ -264,7 +274,8 @@ def fit(
             stats.update(counts, epoch_time=round(time.time() - t0, 3))
             run_log.write(stats)
             log.info("epoch %d: %s", epoch, json.dumps({k: v for k, v in stats.items() if k not in counts}))
-            _save(args, out_dir, info, model, optimizer, scheduler, scaler, ema, best, epoch,
+            _save(saved_config or config.config_to_dict(args), out_dir, info, model, optimizer, scheduler, scaler,
+                  ema, best, epoch,
                   latest=last or (epoch + 1) % args.save_every == 0, is_best=is_best)
             if on_epoch_end is not None:
                 on_epoch_end(epoch, stats)
@@ -317,13 +328,13 @@ def evaluate(evaluate_fn: EvalFn, model: nn.Module, loader: Iterable, device: to
     return {k: float(v) for k, v in metrics.items()}
 
 
-def _save(args: argparse.Namespace, out_dir: Path, info: DistInfo, model: nn.Module, optimizer, scheduler, scaler,
+def _save(run_config: Mapping[str, Any], out_dir: Path, info: DistInfo, model: nn.Module, optimizer, scheduler, scaler,
           ema, best: dict[str, Any], epoch: int, *, latest: bool, is_best: bool) -> None:
     if not (latest or is_best):
         return
     rng_states = distributed.all_gather_object(rng.capture_rng_state())  # collective: every rank takes part
     if info.is_main:
-        state = checkpoint.build_state(model=model, epoch=epoch, config=config.config_to_dict(args),
+        state = checkpoint.build_state(model=model, epoch=epoch, config=dict(run_config),
                                        optimizer=optimizer, scheduler=scheduler, scaler=scaler, ema=ema,
                                        rng=rng_states, best=best)
         if latest:

@@ -55,19 +55,57 @@ def skipped_stats(task_data, device: torch.device):
     return stats
 
 
+def freeze_encoder(model: nn.Module, head_prefixes: Sequence[str]) -> list[str]:
+    """``--freeze-encoder``: every trainable parameter outside the LLM adapters and ``head_prefixes`` stops
+    training (it stays in the checkpoints: it is the pretrained encoder); returns their names."""
+    from common.frozen_lm import LLMAdapter
+
+    adapters = tuple(f"{name}." for name, module in model.named_modules() if isinstance(module, LLMAdapter))
+    if not adapters:
+        raise ConfigError("--freeze-encoder trains the LLM adapter and the head only, and this model has no adapter "
+                          "(--llm-variant none)")
+    kept = adapters + tuple(head_prefixes)
+    frozen = [name for name, p in model.named_parameters() if p.requires_grad and not name.startswith(kept)]
+    for name, param in model.named_parameters():
+        if name in frozen:
+            param.requires_grad_(False)
+    log.info("--freeze-encoder: %d parameter tensors frozen; training %s", len(frozen), ", ".join(
+        sorted({n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad})))
+    return frozen
+
+
+def run_args(task, args: argparse.Namespace, world_size: int) -> argparse.Namespace:
+    """What the optimizer and the schedule see: ``args`` with the task's LRs scaled by the global batch
+    (``Task.lr_reference_batch``; ``--unscale-lr`` keeps them); ``args`` itself is unchanged."""
+    if task.lr_reference_batch is None:
+        return args
+    from common import recipe
+
+    lrs = recipe.scaled_lrs(args, world_size, task.lr_reference_batch, task.lr_scaled_keys)
+    log.info("LR %s (%s)", ", ".join(f"{k} {v:.3g}" for k, v in lrs.items()),
+             "as given" if args.unscale_lr else
+             f"x global batch {recipe.global_batch(args, world_size)} / {task.lr_reference_batch}")
+    return argparse.Namespace(**{**vars(args), **lrs})
+
+
 def train_main(task, args: argparse.Namespace) -> dict[str, Any]:
     """Train (or ``--eval-only``) ``task`` with ``args``; returns ``loop.fit``'s summary."""
     task.check_args(args)
-    info = loop.setup(args)
+    info = loop.setup(args, save=False)
     data = task.build_data(args, info.rank, info.world_size)
+    config.save_config(args, args.output_dir)  # once, with what the data decided (sizes, the per-process batch)
     model = loop.create_model(task.build_model, args)
-    optimizer = task.build_optimizer(args, model)
+    model = task.initialize(model, args, checkpoint.resolve_resume(args.resume, args.output_dir))
+    if args.freeze_encoder:
+        freeze_encoder(model, task.head_prefixes)
+    scaled = run_args(task, args, info.world_size)
+    optimizer = task.build_optimizer(scaled, model)
     if not data.evals and args.eval_only:
         raise ConfigError("--eval-only needs an evaluation set")
-    return loop.fit(args, model, data.train, task.loss_fn(args, data), val_loader=data.evals or None,
+    return loop.fit(scaled, model, data.train, task.loss_fn(args, data), val_loader=data.evals or None,
                     evaluate_fn=evaluate_sets(task, args) if data.evals else None,
                     best_metric=task.best_metric, best_mode=task.best_mode, optimizer=optimizer, dist_info=info,
-                    epoch_stats=skipped_stats(data, info.device))
+                    epoch_stats=skipped_stats(data, info.device), saved_config=config.config_to_dict(args))
 
 
 def run_train(task, argv: Sequence[str] | None = None) -> None:
@@ -93,12 +131,15 @@ def load_run(task, path: str | os.PathLike, use_ema: bool = False,
         raise CheckpointError(f"checkpoint not found: {path}")
     state = checkpoint.load(path)
     saved = dict(state.get("config") or {})
-    saved.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    args = config.namespace_from_config(task.build_parser(), saved)
+    if saved.get("task", task.name) != task.name:
+        raise CheckpointError(f"{path} is a checkpoint of task '{saved['task']}', not {task.name}")
     key = "ema" if use_ema else "model"
     weights = state.get(key)
     if weights is None:
         raise CheckpointError(f"{path} has no '{key}' weights" + (" (the run had no EMA)" if use_ema else ""))
+    task.complete_config(saved, weights)
+    saved.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    args = config.namespace_from_config(task.build_parser(), saved)
     model = loop.create_model(task.build_model, args)
     checkpoint.check_lm(state.get("lm_fingerprints") or {}, model, str(path))
     checkpoint.load_model_state(model, weights, f"{path} [{key}]")

@@ -30,7 +30,6 @@ from image_cls.data.small import (
     read_idx,
 )
 from image_cls.data.transforms import (
-    build_eval_sampler,
     build_eval_transform,
     build_imagenet_c_transform,
     build_mixup,
@@ -45,7 +44,7 @@ __all__ = [
     "build_robustness_sets", "imagenet_1k_wnids", "imagenet_c_sets", "imagenet_full_set", "imagenet_subset_set",
     "imagenet_subset_wnids",
     "ArrayImageDataset", "SmallDataset", "load_demo_dataset", "load_digits", "load_fashion_mnist", "read_idx",
-    "build_eval_sampler", "build_eval_transform", "build_imagenet_c_transform", "build_mixup", "build_train_sampler",
+    "build_eval_transform", "build_imagenet_c_transform", "build_mixup", "build_train_sampler",
     "build_train_transform", "build_transform",
     "TaskData", "build_task_data", "fixed_subset", "model_classes", "training_classes",
 ]

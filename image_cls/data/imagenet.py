@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
+from common.engine import errors
 from common.engine.data import SkipCounter
 
 _log = logging.getLogger(__name__)
@@ -35,8 +36,9 @@ MAX_CONSECUTIVE_UNREADABLE = 64
 LAYOUTS = ("auto", "folder", "tar")
 
 
-class DataPathError(ValueError):
-    """A data path that is missing, empty or not in the expected layout (one-line message for the CLI)."""
+class DataPathError(errors.DataPathError, ValueError):
+    """A data path that is missing, empty or not in the expected layout: the error family's (exit 4), still a
+    ``ValueError`` for the callers that catch one."""
 
 
 class SkipUnreadable:

@@ -1,4 +1,4 @@
-"""DeiT's transforms, Mixup/CutMix and repeated-augmentation sampler, from timm.
+"""DeiT's transforms and repeated-augmentation sampler, from timm (Mixup/CutMix: ``common.recipe``).
 
 Follows facebookresearch/deit ``datasets.py`` ``build_transform`` and ``main.py`` (kept unchanged by
 LM4VisualEncoding): train = timm ``create_transform`` (RandAugment, random erasing, colour jitter, bicubic);
@@ -11,12 +11,14 @@ from typing import Any
 
 import torch
 from PIL import Image
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, Mixup, create_transform
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform
 from timm.data.auto_augment import RandAugment
 from timm.data.auto_augment import posterize as timm_posterize
 from timm.data.distributed_sampler import RepeatAugSampler
-from torch.utils.data import Dataset, DistributedSampler, RandomSampler, Sampler, SequentialSampler
+from torch.utils.data import Dataset, DistributedSampler, RandomSampler, Sampler
 from torchvision import transforms
+
+from common.recipe import build_mixup  # noqa: F401 - DeiT's Mixup/CutMix is the shared recipe; kept importable here
 
 EVAL_CROP_RATIO = 224 / 256  # DeiT: Resize(int(256 / 224 * input_size)) then CenterCrop(input_size)
 
@@ -82,19 +84,6 @@ def build_imagenet_c_transform(input_size: int = 224) -> transforms.Compose:
                                transforms.Normalize(IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)])
 
 
-def build_mixup(args: Any, num_classes: int) -> Mixup | None:
-    """timm ``Mixup`` (mixup + CutMix + label smoothing) as DeiT builds it, or None when both are off.
-
-    When it is active the loss must be ``SoftTargetCrossEntropy`` (labels become soft); otherwise label smoothing.
-    """
-    active = args.mixup > 0 or args.cutmix > 0 or args.cutmix_minmax is not None
-    if not active:
-        return None
-    return Mixup(mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, cutmix_minmax=args.cutmix_minmax,
-                 prob=args.mixup_prob, switch_prob=args.mixup_switch_prob, mode=args.mixup_mode,
-                 label_smoothing=args.smoothing, num_classes=num_classes)
-
-
 def build_train_sampler(dataset: Dataset, repeated_aug: bool, num_replicas: int = 1, rank: int = 0,
                         seed: int = 0) -> Sampler:
     """DeiT's training sampler: repeated augmentation (3 repeats, timm ``RepeatAugSampler``) or a plain shuffle.
@@ -106,13 +95,6 @@ def build_train_sampler(dataset: Dataset, repeated_aug: bool, num_replicas: int 
     if num_replicas > 1:
         return DistributedSampler(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
     return _EpochRandomSampler(dataset, seed)
-
-
-def build_eval_sampler(dataset: Dataset, num_replicas: int = 1, rank: int = 0) -> Sampler:
-    """Sequential order on one process; a padded ``DistributedSampler`` (no shuffle) across several."""
-    if num_replicas > 1:
-        return DistributedSampler(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
-    return SequentialSampler(dataset)
 
 
 class _EpochRandomSampler(RandomSampler):

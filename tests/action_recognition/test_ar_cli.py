@@ -60,12 +60,13 @@ def test_train_with_llm_then_evaluate_the_best_checkpoint(tmp_path, data, tiny_l
     rows = runlog.read_log(out)
     assert [r["epoch"] for r in rows] == [0, 1]
     for r in rows:  # 4 decodable validation videos: top-1 is a multiple of 25
-        assert r["test_videos"] == 4 and r["test_skipped_videos"] == 2 and r["train_skipped_videos"] == 2
+        assert r["test_videos"] == 4 and r["test_skipped_videos"] == 2 and r["skipped_train_videos"] == 2
         assert r["test_acc1"] % 25 == 0 and r["test_acc1"] <= r["test_acc5"] == 100.0  # 3 classes: top-5 = all
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["batch_size"] == 2 and saved["lr"] == 1e-3 and saved["llm_layers"] == [-1]
     ckpt = checkpoint.load(out / "checkpoint.pth")
-    assert ckpt["config"]["lr"] == pytest.approx(1e-3 * 2 / 256)  # the optimizer's: x total batch / 256
+    assert ckpt["config"]["lr"] == 1e-3  # as given (config.yaml's): a reload or resume scales it once
+    assert ckpt["optimizer"]["param_groups"][-1]["initial_lr"] == pytest.approx(1e-3 * 2 / 256)  # x total batch / 256
     assert "llm.in_proj.weight" in ckpt["model"] and not any(k.startswith("llm.lm.") for k in ckpt["model"])
     assert ckpt["lm_fingerprints"]["llm.lm"]["layers"] == [2]
     scales = {name: g["lr_scale"] for g in ckpt["optimizer"]["param_groups"] for name in g["param_names"]}
@@ -98,12 +99,12 @@ def test_a_released_finetuned_checkpoint_evaluates_and_a_pretrained_one_is_refus
 
 
 @pytest.mark.parametrize(("args", "code", "message"), [
-    (["--data-path", "{tmp}/nowhere"], 2, "error: data path not found: {tmp}/nowhere"),
-    (["--data-path", "{tmp}"], 2, "error: {tmp}/train.csv not found"),
+    (["--data-path", "{tmp}/nowhere"], 4, "error: data path not found: {tmp}/nowhere"),
+    (["--data-path", "{tmp}"], 4, "error: {tmp}/train.csv not found"),
     (["--finetune", "{tmp}/none.pth"], 1, "error: checkpoint not found: {tmp}/none.pth"),
     (["--llm-variant", "frozen", "--llm-path", "{tmp}/no_llama"], 5, "error: --llm-path: "),
     (["--short-side-size", "48"], 2, "error: --short-side-size 48 must equal --input-size 32"),
-    (["--data-root", "{tmp}"], 2, "videos of {lists}/train.csv exists"),
+    (["--data-root", "{tmp}"], 4, "videos of {lists}/train.csv exists"),
 ])
 def test_bad_inputs_give_one_line_and_an_exit_code(tmp_path, data, capsys, args, code, message):
     fill = {"tmp": tmp_path, "lists": data["lists"]}

@@ -100,7 +100,7 @@ def test_train_and_evaluate_clis_on_the_tar_layout(imagenet_tar: Path, tmp_path:
     train.run(train_argv(imagenet_tar, out, "--data-pipeline", "dali", "--no-repeated-aug", "--num-workers", "1",
                          "--input-size", "48"))
     log = [json.loads(line) for line in (out / "log.txt").read_text().splitlines()]
-    assert log[-1]["epoch"] == 0 and log[-1]["train_skipped_images"] == 2
+    assert log[-1]["epoch"] == 0 and log[-1]["skipped_train_images"] == 2
     logits, acc1 = {}, {}
     for pipeline in ("cpu", "dali"):
         logits[pipeline], result = evaluate_with_pipeline(out, tmp_path, pipeline)

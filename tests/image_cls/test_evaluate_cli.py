@@ -201,8 +201,8 @@ def test_official_checkpoint(imagenet_folder, tmp_path, monkeypatch, capsys):
 @pytest.mark.parametrize("case,code,message", [
     ("missing", 1, "checkpoint not found"),
     ("unknown_set", 2, "--eval-sets: unknown imagenet-x"),
-    ("no_path", 2, "needs --imagenet-a-path"),
-    ("bad_path", 2, "no such directory"),
+    ("no_path", 4, "needs --imagenet-a-path"),
+    ("bad_path", 4, "no such directory"),
     ("no_ema", 1, "no 'ema' weights"),
     ("garbage", 1, "neither an engine checkpoint"),
 ])

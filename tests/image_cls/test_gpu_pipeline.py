@@ -198,7 +198,7 @@ def test_train_and_evaluate_clis(imagenet_tar: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     train.run(train_argv(imagenet_tar, out, "--data-pipeline", "gpu"))  # DeiT's repeated augmentation included
     log = [json.loads(line) for line in (out / "log.txt").read_text().splitlines()]
-    assert log[-1]["epoch"] == 0 and log[-1]["train_skipped_images"] >= 2
+    assert log[-1]["epoch"] == 0 and log[-1]["skipped_train_images"] >= 2
     logits, acc1 = {}, {}
     for pipeline in ("cpu", "gpu"):
         logits[pipeline], result = evaluate_with_pipeline(out, tmp_path, pipeline)

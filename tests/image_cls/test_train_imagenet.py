@@ -35,7 +35,7 @@ def test_folder_baseline_logs_metrics_and_skips_corrupt_images_then_resumes(imag
     assert {"test_acc1", "test_acc5", "test_loss", "train_loss", "train_lr"} <= row.keys()
     assert 0.0 <= row["test_acc1"] <= row["test_acc5"] == 100.0  # 3 classes: top-5 always hits
     # 14 training files, 2 unreadable; every index is visited once per epoch (batch 2, no repeated aug).
-    assert row["train_skipped_images"] == 2 and row["val_skipped_images"] == 0
+    assert row["skipped_train_images"] == 2 and row["skipped_val_images"] == 0
     assert row["n_frozen"] == 0 and row["n_trainable"] == row["n_parameters"]
 
     # --resume auto after the finished epoch continues with epoch 1 and keeps epoch 0's line.
@@ -104,7 +104,7 @@ def test_bad_input_is_one_line_and_exit_code(case, tmp_path, imagenet_folder, ca
         argv += ["--llm-variant", "frozen", "--llm-path", str(tmp_path / "no_such_llm")]
     with pytest.raises(SystemExit) as exit_info:
         train.run(argv)
-    assert exit_info.value.code == 2
+    assert exit_info.value.code == (5 if case == "bad_llm" else 4)  # LLM checkpoint / data path (errors.py)
     err = capsys.readouterr().err.strip().splitlines()[-1]
     expected = {"missing": "no such directory", "empty": "expected", "no_flag": "needs --data-path",
                 "bad_llm": "no_such_llm"}[case]

@@ -101,7 +101,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys, scanobjectnn_root, pre
         f.create_dataset("data", data=torch.zeros(2, 96, 3).numpy())
     code, line = _error(capsys, train, [*base, "--data-path", bad])
     file = bad / "main_split_nobg" / "training_objectdataset.h5"
-    assert code == 2 and line == f"error: {file}: no 'label' dataset (found: data)"
+    assert code == 4 and line == f"error: {file}: no 'label' dataset (found: data)"
 
     code, line = _error(capsys, train, [*base, "--data-path", scanobjectnn_root, "--llm-variant", "frozen"])
     assert code == 2 and "needs llm_path" in line
@@ -114,13 +114,13 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys, scanobjectnn_root, pre
     assert code == 2 and "is the pretrained Point-BERT" in line
 
 
-def test_missing_data_path_exits_2_before_writing_anything(tmp_path):
+def test_missing_data_path_exits_4_before_writing_anything(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "point_cloud.train", "--config", str(CONFIGS / "modelnet40_8k_llama.yaml"),
          "--data-path", str(tmp_path / "nowhere"), "--output-dir", str(tmp_path / "out")],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2, proc.stderr
+    assert proc.returncode == 4, proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == f"error: data path not found: {tmp_path / 'nowhere'}"
     assert "Traceback" not in proc.stderr and not (tmp_path / "out").exists()
 
