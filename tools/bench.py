@@ -1,4 +1,4 @@
-"""Benchmarks of the frozen block and what feeds it: ``python -m tools.bench {step,fp8,loader,input} [options]``.
+"""Benchmarks of the frozen block and what feeds it: python -m tools.bench {step,fp8,loader,input} [options].
 
 ``step`` times full training steps (forward + cross-entropy + backward + AdamW step) and inference of image_cls's
 ViT (built by its task's ``build_model``: the paper's adapter, Linear -> LLM block(s) -> Linear after the last ViT
