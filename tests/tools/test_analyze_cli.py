@@ -4,6 +4,7 @@ action_recognition (PyAV clips -> token maps per frame), each built by its task'
 LLaMA as the frozen block; the task is read off the checkpoint."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -185,3 +186,11 @@ def test_video_run_draws_tokens_per_frame(video_run, tmp_path, capsys):
     analysis = analyze.analyze_inputs(task, loaded.model, samples, ("frequency",))
     assert set(analysis.maps["frequency"]) == {"encoder", "in_proj", "llm_attn", "llm_ffn", "out_proj"}
     assert all(v.shape == (1, 4, 4, 4) for v in analysis.maps["frequency"].values())  # (T/2, 32/8, 32/8)
+
+
+def test_task_of_a_run_from_its_config_yaml_or_its_checkpoint(image_run, tmp_path):
+    run_dir = tmp_path / "run_with_yaml"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text("task: point_cloud\nllm_variant: none\n")
+    assert analyze.task_of_checkpoint(run_dir / "checkpoint.pth") == "point_cloud"  # the file is not even read
+    assert analyze.task_of_checkpoint(Path(image_run)) == "image_cls"  # no config.yaml beside: the saved config
