@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -213,7 +212,7 @@ def task_of_checkpoint(path: Path) -> str:
 
 def read_samples(task, run_args: argparse.Namespace, paths: list[Path], limit: int) -> tuple[list, list[Path]]:
     """Up to ``limit`` samples of ``task.analysis_samples``, one file at a time (an unreadable file is skipped
-    with a warning), and the file each sample came from."""
+    with one line on stderr), and the file each sample came from."""
     from common.engine.errors import EngineError
 
     samples, sources = [], []
@@ -223,7 +222,7 @@ def read_samples(task, run_args: argparse.Namespace, paths: list[Path], limit: i
         try:
             found = task.analysis_samples(run_args, [str(path)])
         except (OSError, ValueError, EngineError) as error:  # unreadable / corrupt input: skip it, keep going
-            warnings.warn(f"skipping {path}: {str(error).splitlines()[0]}", stacklevel=1)
+            print(f"warning: skipping {path}: {str(error).splitlines()[0]}", file=sys.stderr)
             continue
         found = found[: limit - len(samples)]
         samples += found
@@ -268,7 +267,7 @@ def write_miou(analysis: Analysis, samples: list, sources: list[Path], run_args:
         try:
             masks.append(load_mask(source, size, crop))
         except (OSError, ValueError) as error:
-            warnings.warn(f"mask of {source} skipped: {error}", stacklevel=1)
+            print(f"warning: mask of {source} skipped: {str(error).splitlines()[0]}", file=sys.stderr)
             masks.append(None)
     results, notes = miou_scores(analysis.maps, masks, [str(p) for p in sources])
     for note in notes:
