@@ -2,7 +2,9 @@
 of the two GPU pipelines, alone and end to end with a training step, and the model's own step rate, in one run.
 
 Reads ``DATA_PATH/train`` (folders or ``train.tar``) with DeiT's training recipe (RandomResizedCrop, flip,
-RandAugment m9, normalise, random erasing; Mixup/CutMix on the device batch as ``image_cls.train`` does):
+RandAugment m9, normalise, random erasing; Mixup/CutMix on the device batch as ``image_cls.train`` does). Loaders
+and loss come from the image_cls task (``get_task("image_cls").build_data`` with ``--data-pipeline NAME``, and its
+``loss_fn``), the model from ``tools.bench`` (the task's ``build_model``):
 
 - ``cpu``: DataLoader with ``--workers`` processes and timm's transform (image_cls/data/transforms.py), pinned;
 - ``dali``: image_cls/data/dali.py with ``--workers`` reader processes and DALI threads, on the GPU (nvJPEG
@@ -203,7 +205,7 @@ def measure(opts: argparse.Namespace) -> dict[str, Any]:
             return images.shape[0]
 
         if "model_only_img_s" not in results:
-            results["images"] = data.info.get("train_images", len(data.train) * opts.batch_size)
+            results["images"] = len(data.train) * opts.batch_size  # images of one epoch (full batches)
             results["model_only_img_s"] = _rate(lambda: train_on(*fixed), opts.batches, warmup, device)
         batches = _forever(data.train)
 
