@@ -15,8 +15,9 @@ an error naming the key.
 **Fine-tuned** (VideoMAE's SSv2 releases, runs of upstream code): strict, except that ``head.*`` of another
 shape is dropped by name (upstream's rule for a new class count). LM4VE's files (``ViTLLaMA``) hold
 ``llama_dim_mapper1/2.weight`` (-> ``llm.in_proj/out_proj.weight``) and their frozen LLaMA copy
-``llama.layers.0.*`` (Meta names) + ``llama.norm.weight``: those must equal the block ``--llm-path`` /
-``llm_layers`` built (LLaMA-7B layer 15 for the official runs) and a unit final norm, else an error says so.
+``llama.layers.0.*`` (Meta names) + ``llama.norm.weight``: with ``--lm4ve-policy verify`` (the default) those
+must equal the block ``--llm-path`` / ``llm_layers`` built (LLaMA-7B layer 15 for the official runs) and a unit
+final norm, else an error names the cause; ``file`` takes the block from the file; ``llm_mode residual`` is refused.
 
 Both: a ``pos_embed`` in the file is dropped by name; the fixed sinusoidal table is re-created for the clip size.
 """
@@ -34,7 +35,7 @@ from common.engine.errors import CheckpointError
 from common.engine.state_dict import read_state_dict as read_weights
 from common.engine.state_dict import strip_prefixes
 from common.frozen_lm import CheckpointError as LMCheckpointError
-from common.frozen_lm import LLMAdapter, LM4VELlama, check_lm4ve_llama, lm4ve_llama_matches, split_lm4ve_state_dict
+from common.frozen_lm.lm4ve import import_lm4ve
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +70,13 @@ def load_pretrained(model: nn.Module, state: dict[str, torch.Tensor], source: st
     return load_model_state(model, state, f"{source} [pretrained VideoMAE]", may_miss=NEW_IN_FINETUNING)
 
 
-def load_finetuned(model: nn.Module, state: dict[str, torch.Tensor], source: str, new_head: bool = True) -> None:
+def load_finetuned(model: nn.Module, state: dict[str, torch.Tensor], source: str, new_head: bool = True,
+                   lm4ve_policy: str = "verify") -> None:
     """A fine-tuned VideoMAE / LM4VE state into ``model``, strictly (see the module docstring).
 
     ``new_head=False`` (evaluation) also refuses a classifier of another shape instead of re-initialising it.
+    LM4VE's LLaMA tensors go through ``common.frozen_lm.lm4ve.import_lm4ve`` with ``lm4ve_policy`` (``verify``:
+    they must equal the block ``--llm-path`` / ``--llm-layers`` built).
     """
     state = dict(state)
     _drop(state, [k for k in state if k in FIXED_TABLE_KEYS], "the sinusoidal table is re-created", source)
@@ -81,33 +85,21 @@ def load_finetuned(model: nn.Module, state: dict[str, torch.Tensor], source: str
         _drop(state, [k for k in ("head.weight", "head.bias") if k in state and k in own and
                       state[k].shape != own[k].shape], "classifier of another class count", source)
     try:
-        state, llama = split_lm4ve_state_dict(state)
-        if llama.present:
-            _check_lm4ve_llama(model, llama, source)
+        state, llama = import_lm4ve(getattr(model, "llm", None), state, source, policy=lm4ve_policy)
     except LMCheckpointError as e:
         raise CheckpointError(f"{source}: {e}") from e
+    if llama.present:
+        state.update({k: v for k, v in model.state_dict().items() if k.startswith("llm.lm.")})
+        log.info("%s: its LLaMA block %s --llm-path layers %s", source,
+                 "equals" if lm4ve_policy == "verify" else "was loaded over", model.llm.lm.layer_indices)
     may_miss = ("head.",) if new_head and "head.weight" not in state else ()
     left = load_model_state(model, state, f"{source} [fine-tuned]", may_miss=may_miss)
     if left:
         log.info("%s: %s keep their initialisation", source, ", ".join(left))
 
 
-def _check_lm4ve_llama(model: nn.Module, llama: LM4VELlama, source: str) -> None:
-    """LM4VE's saved LLaMA copy must be the block the model already holds (from ``--llm-path``)."""
-    adapter = getattr(model, "llm", None)
-    if not isinstance(adapter, LLMAdapter) or adapter.lm is None:
-        raise CheckpointError(f"{source} holds LLaMA tensors ('llama.*'): build the model with llm_variant frozen "
-                              "and --llm-path LLaMA-7B (llm_layers 15 for the official video runs)")
-    lm = adapter.lm
-    check_lm4ve_llama(lm, llama)
-    if not lm4ve_llama_matches(lm, llama):
-        raise CheckpointError(
-            f"{source}: its LLaMA block differs from the one built from --llm-path (layers {lm.layer_indices}); "
-            "pass the LLaMA it was trained with and its llm_layers (15 for LM4VE's video runs), without --llm-fp8")
-    log.info("%s: its LLaMA block equals --llm-path layers %s", source, lm.layer_indices)
-
-
-def load_videomae_checkpoint(model: nn.Module, path: str | os.PathLike, model_key: str = "model|module") -> str:
+def load_videomae_checkpoint(model: nn.Module, path: str | os.PathLike, model_key: str = "model|module",
+                             lm4ve_policy: str = "verify") -> str:
     """Load ``path`` (pretrained or fine-tuned, detected) into ``model``; returns ``'pretrained'`` or
     ``'finetuned'``."""
     state, pretrained = read_state_dict(path, model_key)
@@ -116,6 +108,6 @@ def load_videomae_checkpoint(model: nn.Module, path: str | os.PathLike, model_ke
         log.info("%s: pretrained VideoMAE encoder loaded; %s start from their initialisation", path,
                  ", ".join(sorted({k.split(".")[0] for k in left})) or "no tensors")
         return "pretrained"
-    load_finetuned(model, state, str(path))
+    load_finetuned(model, state, str(path), lm4ve_policy=lm4ve_policy)
     log.info("%s: fine-tuned weights loaded", path)
     return "finetuned"

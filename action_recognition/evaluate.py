@@ -58,7 +58,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
         if pretrained:
             raise ConfigError(f"--finetune {args.finetune} is a VideoMAE pretraining checkpoint (no trained head); "
                               "evaluate a fine-tuned checkpoint or a run's --resume RUN/best.pth")
-        load_finetuned(model, state, str(args.finetune), new_head=False)
+        load_finetuned(model, state, str(args.finetune), new_head=False, lm4ve_policy=args.lm4ve_policy)
     model.to(info.device)
     evaluate_fn = make_evaluate_fn(args.nb_classes, args.batch_size * args.num_sample)
     metrics = loop.evaluate(evaluate_fn, model, eval_loader(test_set, args), info.device, args.amp)

@@ -14,6 +14,7 @@ from common import recipe
 from common.engine import config
 from common.engine.errors import ConfigError
 from common.frozen_lm import add_llm_args
+from common.frozen_lm.lm4ve import add_lm4ve_args
 
 from .data.sampling import MAX_TEST_SEGMENTS
 from .models import ARCHS, SSV2_CLASSES
@@ -55,6 +56,7 @@ def add_task_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     model.add_argument("--finetune", default=None, metavar="PTH",
                        help="VideoMAE pretrained (videomae_ssv2_vit{s,b}.pth) or fine-tuned checkpoint to start from")
     model.add_argument("--model-key", default="model|module", help="where the weights sit in --finetune")
+    add_lm4ve_args(model, default="verify")  # an LM4VE file's LLaMA block must be --llm-path's (layer 15 officially)
 
     add_llm_args(parser, layers_help="block indices, consecutive (LM4VE's video code: 15; the paper: -1, the last)")
 

@@ -85,7 +85,7 @@ class ActionRecognition(Task):
         from action_recognition.checkpoints import load_videomae_checkpoint
 
         if args.finetune and resume is None:
-            load_videomae_checkpoint(model, args.finetune, args.model_key)
+            load_videomae_checkpoint(model, args.finetune, args.model_key, args.lm4ve_policy)
         elif args.finetune:
             log.info("resuming from %s: --finetune %s is not loaded", resume, args.finetune)
         return model

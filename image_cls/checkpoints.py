@@ -1,8 +1,8 @@
 """Rebuild a trained model for evaluation: our engine checkpoints, or a released LM4VisualEncoding ViT-LLaMA file.
 
-- Engine checkpoint (``common.engine.checkpoint``): the run config it holds (optionally overridden, e.g. a moved
-  ``llm_path``) goes through ``image_cls.models.build_model``; the frozen LLM block is re-read from its source and
-  must match the saved fingerprint; ``model`` or ``ema`` weights load strictly.
+- Engine checkpoint (``common.engine.checkpoint``): ``common.engine.runner.load_run`` rebuilds the model from the
+  run config it holds (optionally overridden, e.g. a moved ``llm_path``); the frozen LLM block is re-read from
+  its source and must match the saved fingerprint; ``model`` or ``ema`` weights load strictly.
 - Official checkpoint (``torch.save`` dict with ``model`` / ``model_ema`` holding ``llama.*`` and
   ``llama_dim_mapper*`` keys): ``image_cls.official.build_official_model`` (no LLaMA files needed).
 """
@@ -18,8 +18,8 @@ from typing import Any
 from torch import nn
 
 from common.engine import checkpoint
-from common.engine.errors import CheckpointError
-from image_cls.models import build_model
+from common.engine.config import config_to_dict
+from common.engine.errors import CheckpointError, ConfigError
 from image_cls.official import OfficialCheckpointError, build_official_model
 
 
@@ -36,26 +36,16 @@ class TrainedModel:
 
 
 def _load_engine(path: Path, use_ema: bool, overrides: Mapping[str, Any]) -> TrainedModel:
-    state = checkpoint.load(path)
-    config = dict(state.get("config") or {})
-    if not config.get("model"):
-        raise CheckpointError(f"{path}: the checkpoint holds no run config with a 'model' key")
-    config.update({k: v for k, v in overrides.items() if v is not None})
-    key = "ema" if use_ema else "model"
-    weights = state.get(key)
-    if weights is None:
-        raise CheckpointError(f"{path} has no '{key}' weights" + (" (the run had no EMA)" if use_ema else ""))
-    head, patch = weights.get("head.weight"), weights.get("patch_embed.proj.weight")
-    if head is None or patch is None:
-        raise CheckpointError(f"{path}: no 'head.weight' / 'patch_embed.proj.weight' in the '{key}' weights; "
-                              "not an image_cls ViT")
+    from common.engine.runner import load_run
+    from image_cls.task import TASK
+
     try:
-        model = build_model(config, int(head.shape[0]), in_chans=int(patch.shape[1]))
-    except ValueError as err:  # e.g. the LLM checkpoint moved: pass --llm-path
+        run = load_run(TASK, path, use_ema=use_ema, overrides=overrides)
+    except ConfigError as err:  # e.g. the LLM checkpoint moved: pass --llm-path
         raise CheckpointError(f"{path}: cannot rebuild its model: {err}") from err
-    checkpoint.check_lm(state.get("lm_fingerprints") or {}, model, str(path))
-    checkpoint.load_model_state(model, weights, f"{path} [{key}]")
-    return TrainedModel(model.eval(), config, "engine", key, int(head.shape[0]), int(model.patch_embed.img_size[0]))
+    model, config = run.model, config_to_dict(run.args)
+    return TrainedModel(model, config, "engine", run.weights, int(run.args.num_classes),
+                        int(model.patch_embed.img_size[0]))
 
 
 def load_trained_model(path: str | os.PathLike, use_ema: bool = False,

@@ -10,8 +10,9 @@
 the run's ``llm_path`` — ``--llm-path`` if it moved — and must match the saved fingerprint) or a released
 LM4VisualEncoding ViT-LLaMA checkpoint (detected by its keys). Sets (paper Table 1): ``imagenet`` (DATA_PATH's val
 split), ``imagenet-c`` (mean top-1 over 15 corruptions x 5 severities, and mCE vs AlexNet), ``imagenet-a`` /
-``imagenet-r`` (logits restricted to the folder's 200 wnids), ``imagenet-sketch``, and ``val`` (the run's own
-validation set, e.g. Fashion-MNIST's test split). Results are printed and written as JSON (rank 0).
+``imagenet-r`` (logits restricted to the set's 200 wnids, 200-way even for a folder with fewer),
+``imagenet-sketch``, and ``val`` (the run's own validation set, e.g. Fashion-MNIST's test split). Results are
+printed and written as JSON (rank 0).
 ``--save-logits FILE`` writes the model's full logits in dataset order as .npy (one set: FILE; several:
 FILE's stem + ``_<set>``).
 """

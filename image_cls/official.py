@@ -99,6 +99,11 @@ def load_official_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor]
     """
     lm = _official_lm(model)
     model_state, llama = split_official_state_dict(state)
+    norm = llama.final_norm
+    if lm.final_norm_mode == "unit" and norm is not None and not torch.all(norm == 1):
+        # LM4VE's code never loads LLaMA's final norm (it stays 1); say so rather than advise a flag this path lacks
+        raise OfficialCheckpointError("its 'llama.norm.weight' is not all ones: LM4VisualEncoding's code keeps the "
+                                      "LLaMA final norm at 1, so this file was not written by it")
     try:
         load_lm4ve_llama(lm, llama, source, origin="official_checkpoint")
     except LMCheckpointError as err:

@@ -68,7 +68,9 @@ def add_task_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
     # --unscale-lr (DeiT: --lr x global batch / 512 unless set) comes from Task.build_parser (lr_reference_batch).
     # DeiT's defaults where the engine's differ.
-    parser.set_defaults(epochs=300, min_lr=1e-5, model_ema=True, model_ema_decay=0.99996)
+    # The schedule steps once per epoch, after it, as DeiT's main.py (and LM4VisualEncoding's copy) does;
+    # --sched-interval update is the per-update curve this task used before.
+    parser.set_defaults(epochs=300, min_lr=1e-5, model_ema=True, model_ema_decay=0.99996, sched_interval="epoch")
     return parser
 
 

@@ -14,10 +14,12 @@ an error naming the key.
 **Fine-tuned** checkpoints (Point-BERT's ModelNet40 / ScanObjectNN releases, LM4VE ``ckpt-best.pth``): loaded
 strictly, as ``builder.load_model`` does. LM4VE's LLaMA tensors are mapped explicitly:
 ``llama_dim_mapper1/2.weight`` -> ``llm.in_proj/out_proj.weight``, ``llama.layers.j.<Meta name>`` -> block j of
-``llm.lm`` (replacing what ``--llm-path`` provided), ``llama.norm.weight`` -> must be all ones for
-``llm_final_norm: unit`` (upstream never loads it from LLaMA). When the LLaMA tensors equal the block already
-built from ``--llm-path`` (the usual case: the same LLaMA layer), its fingerprint is kept, so engine checkpoints
-of a run started from such a file resume and evaluate against ``--llm-path`` as usual.
+``llm.lm`` (``--lm4ve-policy file``, the default: replacing what ``--llm-path`` provided; ``verify``: it must
+equal it), ``llama.norm.weight`` -> must be all ones for ``llm_final_norm: unit`` (upstream never loads it from
+LLaMA); ``llm_mode residual`` is refused (``common.frozen_lm.lm4ve.import_lm4ve``). When the LLaMA tensors
+equal the block already built from ``--llm-path`` (the usual case: the same LLaMA layer), its fingerprint is
+kept, so engine checkpoints of a run started from such a file resume and evaluate against ``--llm-path`` as
+usual.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from common.engine.checkpoint import load_model_state
 from common.engine.errors import CheckpointError
 from common.engine.state_dict import read_state_dict as read_weights
 from common.frozen_lm import CheckpointError as LMCheckpointError
-from common.frozen_lm import FrozenLM, LLMAdapter, load_lm4ve_llama, split_lm4ve_state_dict
+from common.frozen_lm.lm4ve import import_lm4ve
 
 log = logging.getLogger(__name__)
 
@@ -88,16 +90,13 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike,
 
 
 def load_finetuned(model: nn.Module, path: str | os.PathLike,
-                   state: Mapping[str, torch.Tensor] | None = None) -> None:
-    """Load a fine-tuned Point-BERT / LM4VE checkpoint strictly (LM4VE LLaMA keys mapped, see module docstring)."""
+                   state: Mapping[str, torch.Tensor] | None = None, lm4ve_policy: str = "file") -> None:
+    """Load a fine-tuned Point-BERT / LM4VE checkpoint strictly (LM4VE LLaMA keys through
+    ``common.frozen_lm.lm4ve.import_lm4ve`` with ``lm4ve_policy``, see the module docstring)."""
     state = read_state_dict(path) if state is None else state
     source = f"{path} [fine-tuned]"
     try:
-        own, llama = split_lm4ve_state_dict(state)
-        if llama.present:
-            # Same LLaMA weights as --llm-path gave: its fingerprint stays true (runs resume against --llm-path).
-            load_lm4ve_llama(_lm4ve_target(model, source), llama, str(Path(path).resolve()),
-                             keep_fingerprint_if_same=True)
+        own, llama = import_lm4ve(getattr(model, "llm", None), state, str(Path(path).resolve()), policy=lm4ve_policy)
     except LMCheckpointError as e:
         raise CheckpointError(f"{source}: {e}") from e
     if llama.present:
@@ -105,21 +104,13 @@ def load_finetuned(model: nn.Module, path: str | os.PathLike,
     load_model_state(model, own, source, optional_suffixes=OPTIONAL_SUFFIXES)
 
 
-def _lm4ve_target(model: nn.Module, source: str) -> FrozenLM:
-    adapter = getattr(model, "llm", None)
-    if not isinstance(adapter, LLMAdapter) or adapter.lm is None or adapter.mode != "replace":
-        raise CheckpointError(f"{source} holds LLaMA tensors ('llama.*'); build the model with llm_variant frozen "
-                              "(or finetune / random_*) and llm_mode replace to load it")
-    return adapter.lm
-
-
-def load_point_bert_checkpoint(model: nn.Module, path: str | os.PathLike) -> str:
+def load_point_bert_checkpoint(model: nn.Module, path: str | os.PathLike, lm4ve_policy: str = "file") -> str:
     """Load ``path`` as pretrained (it has ``transformer_q.*``) or fine-tuned weights; returns which."""
     state = read_state_dict(path)
     if is_pretrained_state(state):
         left = load_pretrained(model, path, state)
         log.info("loaded pretrained Point-BERT %s; at initialisation: %s", path, ", ".join(left) or "nothing")
         return "pretrained"
-    load_finetuned(model, path, state)
+    load_finetuned(model, path, state, lm4ve_policy)
     log.info("loaded fine-tuned checkpoint %s", path)
     return "finetuned"

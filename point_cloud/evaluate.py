@@ -54,7 +54,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
         if is_pretrained_state(state):
             raise ConfigError(f"--ckpts {args.ckpts} is the pretrained Point-BERT (no classification head); "
                               "evaluate a fine-tuned checkpoint or a run's --resume RUN/best.pth")
-        load_finetuned(model, args.ckpts, state)
+        load_finetuned(model, args.ckpts, state, args.lm4ve_policy)
     model.to(info.device)
     loader = loop.make_loader(test_set, args, train=False)
     metrics = loop.evaluate(make_evaluate_fn(args, fps_pool, count=True), model, loader, info.device, args.amp)

@@ -76,7 +76,7 @@ class PointCloudClassification(Task):
         from point_cloud.checkpoints import load_point_bert_checkpoint
 
         if args.ckpts and resume is None:
-            load_point_bert_checkpoint(model, args.ckpts)
+            load_point_bert_checkpoint(model, args.ckpts, args.lm4ve_policy)
         elif args.ckpts:
             log.info("resuming from %s: --ckpts %s is not loaded", resume, args.ckpts)
         info = distributed.current()

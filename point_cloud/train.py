@@ -21,6 +21,7 @@ from torch import nn
 from common.engine import distributed, loop, runner
 from common.engine.errors import ConfigError
 from common.frozen_lm import add_llm_args
+from common.frozen_lm.lm4ve import add_lm4ve_args
 from point_cloud.data import DATASETS, DataPathError, build_dataset, fps_pool_size, num_classes
 from point_cloud.data.modelnet import CACHE_POINTS
 from point_cloud.data.sampling import eval_input, train_input, vote_logits
@@ -55,6 +56,7 @@ def add_task_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     model.add_argument("--ckpts", default=None, metavar="PTH",
                        help="Point-BERT.pth (pretrained) or a fine-tuned Point-BERT/LM4VE checkpoint to start from")
     model.add_argument("--sync-bn", action=b, default=False, help="SyncBatchNorm across GPUs (LM4VE SLURM script)")
+    add_lm4ve_args(model, default="file")  # an LM4VE ckpt-best.pth in --ckpts: its LLaMA block replaces --llm-path's
 
     llm = add_llm_args(parser)
     llm.add_argument("--adapter-lr", type=float, default=None,
@@ -67,6 +69,9 @@ def add_task_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     loss.add_argument("--vote-times", type=int, default=10, help="random subsets averaged per vote")
     loss.add_argument("--vote-repeats", type=int, default=1,
                       help="independent vote runs; acc_vote is the best (upstream test: 9), acc_vote_mean the mean")
+    # LM4VE's timm CosineLRScheduler runs over groups with their own LR: warm-up start and floor are absolute
+    # (1e-6 for every group); --lr-bounds scaled multiplies them by each group's LR multiplier (this task before).
+    parser.set_defaults(lr_bounds="absolute")
     return parser
 
 

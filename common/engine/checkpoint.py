@@ -88,7 +88,7 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
     from .state_dict import torch_load
 
     path = Path(path)
-    state = torch_load(path, allow=())  # truncated / foreign files: one clear line instead of a pickle traceback
+    state = torch_load(path)  # truncated / foreign files: one clear line instead of a pickle traceback
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a frozen-lm-vision engine checkpoint")
     return state

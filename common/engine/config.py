@@ -1,9 +1,11 @@
 """Run configuration: the shared training flags, YAML presets as argparse defaults, the resolved config on disk.
 
 Precedence, lowest to highest: parser defaults < ``--config preset.yaml`` < command-line flags (timm train.py's
-overlay). YAML keys are the parser's attribute names (``batch_size`` for ``--batch-size``); a key that is not an
-option is an error naming it. Every option is a real flag, so anything a preset sets can be overridden on the
-command line; boolean flags come in pairs (``--model-ema`` / ``--no-model-ema``).
+overlay). A preset may start from others: ``base: _base/recipe.yaml`` (or a list), its own keys winning; the
+resolved config is what ``config.yaml`` saves. YAML keys are the parser's attribute names (``batch_size`` for
+``--batch-size``); a key that is not an option is an error naming it. Every option is a real flag, so anything a
+preset sets can be overridden on the command line; boolean flags come in pairs (``--model-ema`` /
+``--no-model-ema``).
 """
 
 from __future__ import annotations
@@ -23,8 +25,11 @@ from .errors import ConfigError
 log = logging.getLogger(__name__)
 
 CONFIG_FILE_NAME = "config.yaml"
+BASE_KEY = "base"  # a preset's overlay key: the preset file(s) it starts from
 AMP_CHOICES = ("none", "bf16", "fp16")
 SCHED_CHOICES = ("cosine", "tanh", "step", "multistep", "poly", "constant")
+SCHED_INTERVALS = ("update", "epoch")
+LR_BOUNDS = ("scaled", "absolute")
 
 
 def pattern_factor(text: str) -> str:
@@ -83,7 +88,15 @@ def add_common_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                        help="global batch (samples per optimizer update over all processes): sets --batch-size to it "
                        "/ (world size x --accum-iter)")
     sched.add_argument("--sched", default="cosine", choices=SCHED_CHOICES,
-                       help="timm LR schedule, stepped once per optimizer update")
+                       help="timm LR schedule (stepped as --sched-interval says)")
+    sched.add_argument("--sched-interval", default="update", choices=SCHED_INTERVALS,
+                       help="update: the LR follows the schedule at every optimizer update; epoch: it changes once per "
+                       "epoch, after the epoch (DeiT main.py: lr_scheduler.step(epoch), so epoch e > 0 trains at the "
+                       "schedule's value of epoch e - 1)")
+    sched.add_argument("--lr-bounds", default="scaled", choices=LR_BOUNDS,
+                       help="scaled: a parameter group's warm-up start and floor are --warmup-lr / --min-lr times its "
+                       "LR multiplier (timm lr_scale); absolute: every group warms up from --warmup-lr and decays to "
+                       "--min-lr (timm's scheduler over groups with their own base LR)")
     sched.add_argument("--warmup-epochs", type=float, default=5.0)
     sched.add_argument("--warmup-lr", type=float, default=1e-6, help="LR at the start of warmup")
     sched.add_argument("--min-lr", type=float, default=1e-6, help="floor of the decaying schedules")
@@ -142,18 +155,41 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = Non
     return args
 
 
-def load_preset(parser: argparse.ArgumentParser, path: str | os.PathLike) -> dict[str, Any]:
-    """Read a YAML preset and check every key against the parser's options (exits via ``parser.error``)."""
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except OSError as e:
-        parser.error(f"--config {path}: {e.strerror or e}")
-    except yaml.YAMLError as e:
-        parser.error(f"--config {path}: not valid YAML ({str(e).splitlines()[0]})")
+def read_preset(path: str | os.PathLike, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A preset's keys with its ``base:`` overlays resolved: ``base: FILE`` (or a list of files, applied in order;
+    paths relative to the preset's folder) gives the defaults, the preset's own keys win. Raises ``ValueError``
+    (cycle, not a mapping, bad ``base``), ``OSError`` and ``yaml.YAMLError`` naming the file."""
+    path = Path(path)
+    if path.resolve() in _seen:
+        raise ValueError(f"'{BASE_KEY}:' cycle: {' -> '.join(str(p) for p in (*_seen, path.resolve()))}")
+    data = yaml.safe_load(path.read_text())
     if data is None:
         return {}
     if not isinstance(data, dict):
-        parser.error(f"--config {path}: expected a mapping of option names to values, got {type(data).__name__}")
+        raise ValueError(f"{path}: expected a mapping of option names to values, got {type(data).__name__}")
+    bases = data.pop(BASE_KEY, None)
+    bases = [bases] if isinstance(bases, str) else bases or []
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise ValueError(f"{path}: '{BASE_KEY}:' must be a preset file or a list of them, got {bases!r}")
+    resolved: dict[str, Any] = {}
+    for base in bases:
+        resolved.update(read_preset(path.parent / base, (*_seen, path.resolve())))
+    resolved.update(data)
+    return resolved
+
+
+def load_preset(parser: argparse.ArgumentParser, path: str | os.PathLike) -> dict[str, Any]:
+    """Read a YAML preset (``base:`` overlays resolved) and check every key against the parser's options (exits via
+    ``parser.error``)."""
+    try:
+        data = read_preset(path)
+    except OSError as e:
+        parser.error(f"--config {path}: {e.filename + ': ' if e.filename and str(e.filename) != str(path) else ''}"
+                     f"{e.strerror or e}")
+    except yaml.YAMLError as e:
+        parser.error(f"--config {path}: not valid YAML ({str(e).splitlines()[0]})")
+    except ValueError as e:
+        parser.error(f"--config {path}: {e}")
     actions = {a.dest: a for a in parser._actions if a.dest != argparse.SUPPRESS and a.dest != "help"}
     defaults = {}
     task = parser.get_default("task")

@@ -376,6 +376,9 @@ def train_one_epoch(
     n = len(loader)
     params = [p for group in optimizer.param_groups for p in group["params"]]
     update = epoch * updates_per_epoch
+    per_epoch = optim.per_epoch(args)
+    if per_epoch and scheduler is not None:  # DeiT: step(e) after epoch e sets the LR of epoch e + 1
+        scheduler.step(max(epoch - 1, 0))
     loss_sum, extra_sums, lr_sum, n_micro, n_updates = 0.0, {}, 0.0, 0, 0
     train_model.train()
     optimizer.zero_grad(set_to_none=True)
@@ -384,7 +387,7 @@ def train_one_epoch(
         cycle_start = i - i % accum
         cycle_len = min(accum, n - cycle_start)
         final_micro = i == cycle_start + cycle_len - 1
-        if i == cycle_start and scheduler is not None:
+        if i == cycle_start and scheduler is not None and not per_epoch:
             scheduler.step_update(update)
         batch = to_device(batch, device)
         sync = train_model_no_sync(train_model) if info.distributed and not final_micro else nullcontext()

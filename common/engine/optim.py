@@ -1,11 +1,14 @@
 """Optimizer and LR schedule over the trainable parameters only.
 
 Parameter groups carry ``lr_scale`` (adapter LR multipliers, layer decay, a no-decay multiplier). The schedule is a
-timm scheduler stepped once per optimizer update (``step_update``); timm's ``Scheduler.update_groups`` sets
-``lr = schedule_value * group["lr_scale"]`` for every group that has the key, so the multiplier survives every
-step, warmup and floor included. ``build_optimizer`` also stores ``initial_lr`` = the base LR in each group (timm
-keeps an existing ``initial_lr``), so the scheduler's base value is the unscaled LR and the scale is not applied
-twice; before any scheduler step the groups already hold ``base_lr * lr_scale``.
+timm scheduler stepped once per optimizer update (``step_update``), or once per epoch with ``--sched-interval
+epoch`` (DeiT). By default timm's ``Scheduler.update_groups`` sets ``lr = schedule_value * group["lr_scale"]`` for
+every group that has the key, so the multiplier survives every step, warmup and floor included
+(``--lr-bounds scaled``); ``build_optimizer`` also stores ``initial_lr`` = the base LR in each group (timm keeps an
+existing ``initial_lr``), so the scheduler's base value is the unscaled LR and the scale is not applied twice; before
+any scheduler step the groups already hold ``base_lr * lr_scale``. With ``--lr-bounds absolute`` each group instead
+gets its own base LR (``initial_lr = lr * lr_scale``, no ``lr_scale``), so timm warms every group up from the same
+absolute ``--warmup-lr`` and decays it to the same ``--min-lr`` (LM4VE's point-cloud runs).
 """
 
 from __future__ import annotations
@@ -153,16 +156,28 @@ def build_scheduler(args: argparse.Namespace | Mapping[str, Any], optimizer: tor
     a = _as_namespace(args)
     if updates_per_epoch < 1:
         raise ConfigError("the training loader yields no optimizer update per epoch (empty loader?)")
+    if getattr(a, "lr_bounds", "scaled") == "absolute":
+        # Each group gets its own base LR (base x multiplier) and no lr_scale: timm then computes warm-up and
+        # floor per group from the absolute --warmup-lr / --min-lr.
+        for group in optimizer.param_groups:
+            group["lr_mult"] = scale = group.pop("lr_scale", 1.0)  # kept for the record; timm ignores the key
+            group["initial_lr"] = group["lr"] = group["initial_lr"] * scale
     scheduler, _ = create_scheduler_v2(
         optimizer, sched=a.sched, num_epochs=a.epochs, decay_epochs=getattr(a, "decay_epochs", None),
         decay_milestones=getattr(a, "decay_milestones", (30, 60)), decay_rate=getattr(a, "decay_rate", 0.1),
         min_lr=a.min_lr, warmup_lr=a.warmup_lr, warmup_epochs=a.warmup_epochs,
-        step_on_epochs=False, updates_per_epoch=updates_per_epoch,
+        step_on_epochs=per_epoch(a), updates_per_epoch=updates_per_epoch,
     )
     return scheduler
 
 
+def per_epoch(args: Any) -> bool:
+    """Whether the schedule steps once per epoch (``--sched-interval epoch``) instead of per optimizer update."""
+    return getattr(args, "sched_interval", "update") == "epoch"
+
+
 def base_lr(optimizer: torch.optim.Optimizer) -> float:
-    """The schedule's current value (group LR divided by its ``lr_scale``) of the first group."""
+    """The schedule's current value of the first group (its LR divided by its ``lr_scale``; with ``--lr-bounds
+    absolute``, which drops the scale, that group's LR)."""
     group = optimizer.param_groups[0]
     return group["lr"] / group.get("lr_scale", 1.0)

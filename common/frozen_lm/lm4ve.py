@@ -9,10 +9,21 @@ VideoMAE ``ViTLLaMA`` state dicts), mapped onto an ``LLMAdapter``:
 
 ``llama.layers.0`` is the first LLaMA layer upstream kept (e.g. 31 of LLaMA-7B's 32). Every ``llama*`` key is
 mapped explicitly; an unknown, missing or mis-shaped one is a :class:`CheckpointError` naming it.
+
+:func:`import_lm4ve` is the one import every task uses, with an explicit policy for the block in the file:
+
+- ``file``: take the block from the file (it replaces what ``--llm-path`` built; when the two are equal the
+  fingerprint of ``--llm-path`` is kept, so runs started from the file resume against ``--llm-path``);
+- ``verify``: the file's block must equal the one ``--llm-path`` / ``--llm-layers`` built; a difference is refused
+  with its cause (which tensor, which layer, the final norm).
+
+Either way the file is refused for ``llm_mode residual`` (LM4VE's models replace the tokens by the block's output;
+a residual adapter computes something else) and the message names the true cause and the flag that fixes it.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import re
 from collections.abc import Mapping
@@ -84,8 +95,8 @@ def check_lm4ve_llama(lm: FrozenLM, llama: LM4VELlama) -> None:
     """Refuse LLaMA tensors that do not fit ``lm``: block count, every tensor name and shape, the final norm for
     ``lm``'s final-norm mode (see the module docstring)."""
     if sorted(llama.blocks) != list(range(len(lm.blocks))):
-        raise CheckpointError(f"it has LLaMA blocks {sorted(llama.blocks)}, the model's LLM {len(lm.blocks)} "
-                              "(llm_layers must select as many)")
+        raise CheckpointError(f"it has {len(llama.blocks)} LLaMA block(s), the model's LLM {len(lm.blocks)} "
+                              "(--llm-layers must select as many)")
     expected = lm.config.layer_tensor_shapes()
     for j, tensors in sorted(llama.blocks.items()):
         for name in sorted(set(expected) | set(tensors)):
@@ -95,8 +106,9 @@ def check_lm4ve_llama(lm: FrozenLM, llama: LM4VELlama) -> None:
             if name not in expected:
                 raise CheckpointError(f"unexpected tensor '{key}' for a {lm.config.family} block")
             if tuple(tensors[name].shape) != tuple(expected[name]):
-                raise CheckpointError(f"'{key}' has shape {tuple(tensors[name].shape)}, the LLM block needs "
-                                      f"{tuple(expected[name])}")
+                raise CheckpointError(f"'{key}' has shape {tuple(tensors[name].shape)}, the LLM block of --llm-path "
+                                      f"needs {tuple(expected[name])} (another LLM width: pass the LLM it was trained "
+                                      "with)")
     weight = llama.final_norm
     if weight is None:
         raise CheckpointError(f"missing '{LM4VE_FINAL_NORM}'")
@@ -104,10 +116,10 @@ def check_lm4ve_llama(lm: FrozenLM, llama: LM4VELlama) -> None:
         raise CheckpointError(f"'{LM4VE_FINAL_NORM}' has shape {tuple(weight.shape)}, expected ({lm.dim},)")
     if lm.final_norm_mode == "none":
         raise CheckpointError("LM4VE ends its LLaMA stack with an RMSNorm; llm_final_norm 'none' cannot reproduce "
-                              "it (use 'unit')")
+                              "it (use --llm-final-norm unit)")
     if lm.final_norm_mode == "unit" and not torch.all(weight == 1):
         raise CheckpointError(f"'{LM4VE_FINAL_NORM}' is not all ones, so llm_final_norm 'unit' would drop it; use "
-                              "llm_final_norm 'pretrained'")
+                              "--llm-final-norm pretrained")
 
 
 @torch.no_grad()
@@ -141,3 +153,65 @@ def load_lm4ve_llama(lm: FrozenLM, llama: LM4VELlama, path: str, origin: str = "
                           "layers": list(lm.layer_indices), "final_norm": lm.final_norm_mode, "sha256": llama.sha256,
                           "dtype": str(lm.compute_dtype).removeprefix("torch.")}
     return same
+
+
+LM4VE_POLICIES = ("file", "verify")
+
+
+def add_lm4ve_args(parser: argparse.ArgumentParser, default: str) -> None:
+    """``--lm4ve-policy``: what to do with the LLaMA block inside an LM4VisualEncoding checkpoint."""
+    parser.add_argument("--lm4ve-policy", default=default, choices=LM4VE_POLICIES,
+                        help="an LM4VisualEncoding checkpoint's LLaMA block: 'file' takes it from the file (replacing "
+                        "--llm-path's), 'verify' requires it to equal --llm-path / --llm-layers and refuses a "
+                        "difference naming its cause")
+
+
+@torch.no_grad()
+def lm4ve_difference(lm: FrozenLM, llama: LM4VELlama) -> str | None:
+    """Why the (checked) file's LLaMA tensors differ from ``lm``'s, or None when they are equal."""
+    for j, tensors in sorted(llama.blocks.items()):
+        block = lm.blocks[j]
+        for name, parts in block.fused_sources().items():
+            param = block.get_parameter(name)
+            if not torch.equal(param, torch.cat([tensors[p] for p in parts]).to(param.dtype)):
+                return (f"its LLaMA block {j} differs from layer {lm.layer_indices[j]} of --llm-path (first at "
+                        f"'{lm4ve_key(j, parts[0])}'): another layer (--llm-layers; LM4VE's video runs keep layer 15, "
+                        "its image and point-cloud runs the last) or another LLM (--llm-path), or --llm-fp8")
+    if lm.final_norm_mode == "pretrained" and not torch.equal(
+            lm.final_norm.weight, llama.final_norm.to(lm.final_norm.weight.dtype)):
+        return (f"'{LM4VE_FINAL_NORM}' differs from the final norm llm_final_norm 'pretrained' loaded from --llm-path "
+                "(LM4VE never loads LLaMA's final norm: use --llm-final-norm unit)")
+    return None
+
+
+def import_lm4ve(adapter: torch.nn.Module | None, state: Mapping[str, torch.Tensor], source: str,
+                 policy: str = "file", adapter_prefix: str = "llm.", origin: str = "lm4ve_checkpoint"
+                 ) -> tuple[dict[str, torch.Tensor], LM4VELlama]:
+    """Split an LM4VE state dict and bring its LLaMA part into ``adapter`` (an ``LLMAdapter``) by ``policy``.
+
+    Returns (every other tensor, the two mappers renamed to ``{adapter_prefix}in_proj/out_proj.weight``; the LLaMA
+    part). A state dict without LLaMA tensors passes through. Raises :class:`CheckpointError` with the cause: no
+    LLM block in the model, ``llm_mode residual``, block count, tensor names and shapes (another LLM width), the
+    final norm, and under ``verify`` the first differing tensor and its layer.
+    """
+    if policy not in LM4VE_POLICIES:
+        raise ValueError(f"policy must be one of {LM4VE_POLICIES}, got {policy!r}")
+    rest, llama = split_lm4ve_state_dict(state, adapter_prefix)
+    if not llama.present:
+        return rest, llama
+    lm = getattr(adapter, "lm", None)
+    if not isinstance(lm, FrozenLM):
+        raise CheckpointError("it holds LM4VisualEncoding LLaMA tensors ('llama.*'): build the model with "
+                              "--llm-variant frozen (or finetune / random_*) and --llm-path to load it")
+    if getattr(adapter, "mode", "replace") != "replace":
+        raise CheckpointError(f"LM4VisualEncoding's models replace the tokens by the block's output; llm_mode "
+                              f"'{adapter.mode}' would compute something else with these weights: use --llm-mode "
+                              "replace")
+    check_lm4ve_llama(lm, llama)
+    if policy == "verify":
+        cause = lm4ve_difference(lm, llama)
+        if cause is not None:
+            raise CheckpointError(f"{cause}; or --lm4ve-policy file to take the block from the file")
+    else:
+        load_lm4ve_llama(lm, llama, source, origin=origin, keep_fingerprint_if_same=True)
+    return rest, llama

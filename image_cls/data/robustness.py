@@ -5,7 +5,7 @@ As LM4VisualEncoding ``image_classification/main.py`` (``--inc_path``, ``--ina_p
 - ImageNet-C: ``<root>/<corruption>/<severity 1-5>/<wnid>/`` for the 15 benchmark corruptions; 1000-way;
   transform = centre crop only (the images are already 224x224).
 - ImageNet-A, ImageNet-R: ``<root>/<wnid>/``, 200 classes each; the model's 1000-way logits are restricted to the
-  folder's wnids (in the folder's sorted order), labels are 0..199.
+  set's 200 wnids (in the model's class order), labels are 0..199, also when the folder holds fewer classes.
 - ImageNet-Sketch: ``<root>/<wnid>/``, 1000-way, standard eval transform.
 The model's class order is ImageNet-1k's sorted wnids (what ImageFolder gives for ``train/``), unless a training
 class list is passed.
@@ -13,6 +13,7 @@ class list is passed.
 
 from __future__ import annotations
 
+import logging
 import pkgutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ import torch
 from timm.data import ImageNetInfo
 
 from image_cls.data.imagenet import DataPathError, ImageFolderSkipping
+
+log = logging.getLogger(__name__)
 
 # The 15 corruptions of the ImageNet-C benchmark (Hendrycks & Dietterich 2019), folder names.
 IMAGENET_C_CORRUPTIONS = (
@@ -74,17 +77,29 @@ def imagenet_full_set(name: str, root: str | Path, transform: Callable,
 
 def imagenet_subset_set(name: str, root: str | Path, transform: Callable,
                         model_classes: Sequence[str] | None = None) -> EvalSet:
-    """ImageNet-A / -R in ``root/<wnid>/``: logits restricted to the folder's wnids (which must be of that set)."""
+    """ImageNet-A / -R in ``root/<wnid>/``, scored 200-way as the official code and Hendrycks' eval scripts do:
+    the logits are restricted to all 200 wnids of the set (in the model's class order), label j = the folder's
+    position among them. A folder with fewer classes still competes against all 200 (a warning counts the missing
+    ones); scoring only the present classes would inflate the accuracy."""
     class_to_idx = _class_to_idx(model_classes)
+    subset = imagenet_subset_wnids(name)
+    lacking = [w for w in subset if w not in class_to_idx]
+    if lacking:
+        raise DataPathError(f"{name}: the model's classes lack {len(lacking)} of its 200 classes, e.g. {lacking[:3]} "
+                            "(it is scored over ImageNet-1k outputs)")
+    columns = sorted(subset, key=class_to_idx.__getitem__)
+    column_of = {wnid: j for j, wnid in enumerate(columns)}
     dataset = ImageFolderSkipping(root, transform=transform)
-    foreign = sorted(set(dataset.classes) - set(imagenet_subset_wnids(name)))
+    foreign = sorted(set(dataset.classes) - set(subset))
     if foreign:
         raise DataPathError(f"{name} path {root}: {len(foreign)} class folder(s) are not {name} classes, "
                             f"e.g. {foreign[:3]}")
-    unknown = [w for w in dataset.classes if w not in class_to_idx]
-    if unknown:
-        raise DataPathError(f"{root}: {len(unknown)} class folder(s) not among the model's classes, e.g. {unknown[:3]}")
-    indices = torch.tensor([class_to_idx[w] for w in dataset.classes], dtype=torch.long)
+    dataset = ImageFolderSkipping(root, transform=transform, class_to_idx=column_of)
+    missing = len(subset) - len(dataset.classes)
+    if missing:
+        log.warning("%s %s: %d of its 200 classes have no folder; scored 200-way all the same (official rule)", name,
+                    root, missing)
+    indices = torch.tensor([class_to_idx[w] for w in columns], dtype=torch.long)
     return EvalSet(name, dataset, logit_indices=indices)
 
 

@@ -95,7 +95,27 @@ def test_lm4ve_file_maps_the_mappers_and_checks_its_llama_copy(tmp_path, tiny_ll
     assert load_videomae_checkpoint(target, path) == "finetuned"
     assert torch.equal(target.llm.in_proj.weight, source.llm.in_proj.weight)
     other_layer = write_videomae_checkpoint(tmp_path / "layer1.pth", lm4ve_state(source, tiny_llama_dir, 1))
-    with pytest.raises(CheckpointError, match="differs from the one built from --llm-path"):
+    with pytest.raises(CheckpointError, match=r"block 0 differs from layer 2 of --llm-path \(first at 'llama"):
         load_videomae_checkpoint(tiny(2, **llm), other_layer)
-    with pytest.raises(CheckpointError, match="build the model with llm_variant frozen"):
+    with pytest.raises(CheckpointError, match="build the model with --llm-variant frozen"):
         load_videomae_checkpoint(tiny(2), path)
+
+
+def test_lm4ve_policy_and_the_true_cause_of_a_refusal(tmp_path, tiny_llama_dir):
+    """One import (common.frozen_lm.lm4ve.import_lm4ve): 'file' takes the block, 'verify' names what differs;
+    llm_mode residual is refused (LM4VE replaces the tokens: a residual adapter's logits would differ)."""
+    llm = {"llm_variant": "frozen", "llm_path": str(tiny_llama_dir), "llm_layers": [2]}
+    source = tiny(1, **llm)
+    layer1 = write_videomae_checkpoint(tmp_path / "layer1.pth", lm4ve_state(source, tiny_llama_dir, 1))
+    target = tiny(2, **llm)
+    load_videomae_checkpoint(target, layer1, lm4ve_policy="file")
+    reference = tiny(3, **{**llm, "llm_layers": [1]})
+    assert torch.equal(target.llm.lm.blocks[0].attn.qkv.weight, reference.llm.lm.blocks[0].attn.qkv.weight)
+    assert target.llm.lm.fingerprint["format"] == "lm4ve"  # no longer the --llm-path block: the file is named
+
+    same = write_videomae_checkpoint(tmp_path / "layer2.pth", lm4ve_state(source, tiny_llama_dir, 2))
+    with pytest.raises(CheckpointError, match="llm_final_norm 'pretrained' loaded from --llm-path.*"
+                                              "--llm-final-norm unit"):
+        load_videomae_checkpoint(tiny(2, **llm, llm_final_norm="pretrained"), same)
+    with pytest.raises(CheckpointError, match="llm_mode 'residual' would compute something else.*--llm-mode replace"):
+        load_videomae_checkpoint(tiny(2, **llm, llm_mode="residual"), same)

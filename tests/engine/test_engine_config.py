@@ -73,3 +73,27 @@ def test_saved_config_is_resolved_and_reloads_as_a_preset(tmp_path):
     assert saved["data_path"] == "data/" and saved["config"] == preset
     again = config.parse_args(_parser(), ["--config", str(path)])
     assert vars(again) == {**vars(args), "config": str(path)}
+
+
+def test_base_overlays_resolve_in_order_and_the_preset_wins(tmp_path):
+    (tmp_path / "_base").mkdir()
+    (tmp_path / "_base" / "recipe.yaml").write_text("lr: 0.1\nepochs: 7\nseed: 3\n")
+    (tmp_path / "_base" / "long.yaml").write_text("base: recipe.yaml\nepochs: 70\n")
+    (tmp_path / "row.yaml").write_text("base: [_base/long.yaml]\nseed: 5\n")
+    assert config.read_preset(tmp_path / "row.yaml") == {"lr": 0.1, "epochs": 70, "seed": 5}
+    args = config.parse_args(config.make_parser("t"), ["--config", str(tmp_path / "row.yaml"), "--lr", "0.2"])
+    assert (args.lr, args.epochs, args.seed) == (0.2, 70, 5)
+
+
+@pytest.mark.parametrize("text,message", [
+    ("base: row.yaml\n", "'base:' cycle"),
+    ("base: missing.yaml\n", "missing.yaml: No such file or directory"),
+    ("base: [1]\n", "'base:' must be a preset file"),
+    ("base: other.yaml\n", "unknown key 'learning_rate'"),
+])
+def test_bad_base_overlays_are_one_line_errors(tmp_path, capsys, text, message):
+    (tmp_path / "other.yaml").write_text("learning_rate: 0.1\n")
+    (tmp_path / "row.yaml").write_text(text)
+    with pytest.raises(SystemExit) as info:
+        config.parse_args(config.make_parser("t"), ["--config", str(tmp_path / "row.yaml")])
+    assert info.value.code == 2 and message in capsys.readouterr().err.strip().splitlines()[-1]

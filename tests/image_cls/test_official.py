@@ -126,8 +126,9 @@ def test_two_blocks_and_pretrained_final_norm(tmp_path, tiny_llama_dir):
     with torch.no_grad():
         torch.testing.assert_close(model.eval()(X), official_logits(sd, X, 2), rtol=1e-4, atol=1e-5)
     unit = timm.create_model("vit_tiny_patch16_224_llm", llm=LLMSpec("frozen", str(tiny_llama_dir), (-2, -1)), **VIT)
-    with pytest.raises(OfficialCheckpointError, match="not all ones"):
+    with pytest.raises(OfficialCheckpointError, match="not all ones") as info:
         load_official_checkpoint(unit, tmp_path / "ckpt.pth")
+    assert "--llm-final-norm" not in str(info.value)  # image_cls.evaluate has no such flag: no advice it can't take
 
 
 @pytest.mark.parametrize("edit,message", [

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import timm
-import yaml
 
 import image_cls.models  # noqa: F401
+from common.engine import config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "image_cls" / "configs"
 PRESETS = sorted(CONFIGS.glob("*.yaml"))
@@ -40,7 +40,7 @@ def test_the_preset_set():
 
 @pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.stem)
 def test_preset_values(path):
-    cfg = yaml.safe_load(path.read_text())
+    cfg = config.read_preset(path)  # the preset with its base: overlays resolved
     assert set(cfg) == set(RECIPE) | {"model", "epochs", "llm_variant", "llm_layers", "llm_position"}
     assert {k: cfg[k] for k in RECIPE} == RECIPE
     size, rest = path.stem.removeprefix("vit_").split("_", 1)

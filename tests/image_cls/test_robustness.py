@@ -75,20 +75,27 @@ def test_imagenet_c_missing_folder_is_named(tmp_path, imagenet_c):
 
 
 @pytest.mark.parametrize("name", ["imagenet-a", "imagenet-r"])
-def test_200_class_subsets_mask_the_logits(tmp_path, name):
+def test_200_class_subsets_are_scored_200_way(tmp_path, name, caplog):
     for i, wnid in enumerate(A_WNIDS):
         write_jpeg(tmp_path / wnid / f"{i}.JPEG", 100, size=(20, 20))
-    (eval_set,) = build_robustness_sets(name, tmp_path, build_eval_transform(16), build_imagenet_c_transform(16))
-    assert eval_set.logit_indices.tolist() == [6, 11, 13] and eval_set.dataset.targets == [0, 1, 2]
-    # Upstream: all_wnids (sorted 1000) -> mask = [wnid in subset]; output[:, mask]. Same columns, same order.
-    mask = torch.tensor([w in A_WNIDS for w in imagenet_1k_wnids()])
+    with caplog.at_level("WARNING"):
+        (eval_set,) = build_robustness_sets(name, tmp_path, build_eval_transform(16), build_imagenet_c_transform(16))
+    assert "197 of its 200 classes have no folder" in caplog.text
+    # The official rule (LM4VE main.py, Hendrycks' eval scripts), from timm's copy of the set's 200 wnids, not from
+    # the folder: all_wnids (sorted 1000) -> mask = [wnid in the 200]; output[:, mask]; label = rank among the 200.
+    official = imagenet_subset_wnids(name)
+    mask = torch.tensor([w in official for w in imagenet_1k_wnids()])
+    labels = [sorted(official).index(w) for w in A_WNIDS]
+    assert eval_set.logit_indices.shape == (200,) and eval_set.dataset.targets == labels
     logits = torch.randn(5, 1000)
     torch.testing.assert_close(logits.index_select(1, eval_set.logit_indices), logits[:, mask])
-    # A logit that is huge outside the subset does not count: class 11 wins among the 200.
+    # Scored over the 200 columns: a class of the set without a folder still takes the prediction.
+    absent = next(i for i, w in enumerate(imagenet_1k_wnids()) if w in official and w not in A_WNIDS)
     logits = torch.zeros(3, 1000)
-    logits[:, 500] = 50.0
-    logits[:, 11] = 10.0
-    assert topk_accuracy(logits, torch.tensor([1, 1, 0]), topk=(1,), logit_indices=eval_set.logit_indices) == {
+    logits[:, 500 if 500 not in eval_set.logit_indices else 0] = 50.0  # outside the 200: never counts
+    logits[0, 11] = logits[1, absent] = logits[2, 13] = 10.0
+    targets = torch.tensor([labels[1], labels[1], labels[2]])
+    assert topk_accuracy(logits, targets, topk=(1,), logit_indices=eval_set.logit_indices) == {
         "acc1": pytest.approx(200 / 3)}
 
 

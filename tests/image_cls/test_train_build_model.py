@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import timm
-import yaml
 
+from common.engine import config
 from common.frozen_lm import LLMSpec
 from image_cls.models import build_model
 
@@ -18,7 +18,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "image_cls" / "configs"
 
 
 def test_preset_builds_the_deit_model():
-    cfg = yaml.safe_load((CONFIGS / "vit_tiny_baseline.yaml").read_text())
+    cfg = config.read_preset(CONFIGS / "vit_tiny_baseline.yaml")
     model = build_model(cfg, 1000)
     reference = timm.create_model("vit_tiny_patch16_224", num_classes=1000)
     assert model.llm is None and model.patch_embed.proj.in_channels == 3

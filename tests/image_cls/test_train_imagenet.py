@@ -116,7 +116,7 @@ def test_every_preset_key_is_a_flag():
     parser = build_parser()
     dests = {a.dest for a in parser._actions}
     for preset in sorted((Path(__file__).resolve().parents[2] / "image_cls" / "configs").rglob("*.yaml")):
-        assert set(yaml.safe_load(preset.read_text())) <= dests, preset.name
+        assert set(config.read_preset(preset)) <= dests, preset.name  # base: overlays resolved
     args = config.parse_args(build_parser(), ["--config", "image_cls/configs/vit_small_llama.yaml",
                                               "--llm-layers", "-2", "-1", "--batch-size", "128"])
     assert args.llm_layers == [-2, -1] and args.batch_size == 128 and args.repeated_aug and args.amp == "fp16"

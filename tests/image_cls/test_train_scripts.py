@@ -8,7 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
+
+from common.engine import config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO_ROOT / "image_cls" / "scripts"
@@ -49,7 +50,7 @@ def test_train_paper_rows_command_lines(launcher, launch_script):
     lines = done.stdout.strip().splitlines()
     assert len(lines) == len(paper_rows())
     for preset, line in zip(paper_rows(), lines):
-        variant = yaml.safe_load((CONFIGS / f"{preset}.yaml").read_text())["llm_variant"]
+        variant = config.read_preset(CONFIGS / f"{preset}.yaml")["llm_variant"]
         assert f"{launch_script} image_cls.train --config {CONFIGS / preset}.yaml" in line
         assert f"--data-path /data/in1k --output-dir /runs/{preset}" in line and line.endswith("--num-workers 8")
         assert ("--llm-path /ckpt/llama-7b" in line) == (variant != "none")

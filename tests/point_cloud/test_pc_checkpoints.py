@@ -120,7 +120,7 @@ def test_lm4ve_trained_final_norm_needs_final_norm_pretrained(tmp_path, tiny_lla
     path = write_finetuned(tmp_path / "ckpt-best.pth", lm4ve_state(model, final_norm=2.0)[0])
     with pytest.raises(CheckpointError, match="llama.norm.weight' is not all ones"):
         load_point_bert_checkpoint(model, path)
-    with pytest.raises(CheckpointError, match="holds LLaMA tensors"):
+    with pytest.raises(CheckpointError, match="holds LM4VisualEncoding LLaMA tensors"):
         load_point_bert_checkpoint(PointTransformer(TINY), path)
 
 

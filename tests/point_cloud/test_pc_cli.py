@@ -62,7 +62,8 @@ def test_llm_variant_trains_and_saves_only_trainable_weights(tmp_path, scanobjec
     assert "llm.in_proj.weight" in ckpt["model"] and not any(k.startswith("llm.lm.") for k in ckpt["model"])
     assert ckpt["lm_fingerprints"]["llm.lm"]["layers"] == [2] and ckpt["lm_fingerprints"]["llm.lm"]["sha256"]
     adapter = [g for g in ckpt["optimizer"]["param_groups"] if "llm.in_proj.weight" in g["param_names"]]
-    assert len(adapter) == 1 and adapter[0]["lr_scale"] == pytest.approx(0.5) and adapter[0]["weight_decay"] == 0
+    assert len(adapter) == 1 and adapter[0]["lr_mult"] == pytest.approx(0.5) and adapter[0]["weight_decay"] == 0
+    assert adapter[0]["initial_lr"] == pytest.approx(2.5e-4)  # lr_bounds absolute: its own base LR, 0.5 x 5e-4
     results = tmp_path / "eval.json"
     run(evaluate, ["--config", out / "config.yaml", "--resume", out / "checkpoint.pth", "--results", results])
     assert json.loads(results.read_text())["test_acc"] == runlog.read_log(out)[-1]["test_acc"]
