@@ -1,8 +1,8 @@
-"""Speed and memory of ViT + frozen LLM block, every optimisation level in one run (``python -m tools.bench``).
+"""Benchmarks of the frozen block and what feeds it: python -m tools.bench {step,fp8,loader,input} [options].
 
-Times full training steps (forward + cross-entropy + backward + AdamW step) and inference of a timm ViT with the
-paper's adapter (Linear -> LLM block(s) -> Linear after the last ViT block, before the final norm) with random
-weights, in these configurations (``--configs``, default all):
+``step`` times full training steps (forward + cross-entropy + backward + AdamW step) and inference of image_cls's
+ViT (built by its task's ``build_model``: the paper's adapter, Linear -> LLM block(s) -> Linear after the last ViT
+block, before the final norm) with random weights, in these configurations (``--configs``, default all):
 
     vit                ViT alone (eager)                  vit_compile        ViT alone, torch.compile
     reference          + block as the official code runs it (tools/bench_reference.py): separate q/k/v and
@@ -15,37 +15,43 @@ weights, in these configurations (``--configs``, default all):
 
 Each configuration: warm-up steps (compiled ones: at least 2), then the median of ``--steps`` timed steps (CUDA
 events / perf_counter), peak memory, achieved TFLOP/s (analytic model FLOPs, tools/bench_flops.py) and % of a
-same-dtype GEMM peak measured in the same run; speed-ups are relative to ``reference``. A second part times the
-frozen block's GEMMs alone (forward + input gradient) in the compute dtype and in FP8 and reports FP8's relative
-error vs the compute-dtype block. Prints tables, writes JSON (``--json``). ``python -m tools.bench loader ...``
-runs the checkpoint-loading memory benchmark instead (tools/bench_loader.py); ``python -m tools.bench input ...``
-the input-pipeline benchmark (timm CPU vs DALI, alone and end to end with the model; tools/bench_input.py).
+same-dtype GEMM peak measured in the same run; speed-ups are relative to ``reference``.
+``fp8`` times the frozen block's GEMMs alone (forward + input gradient) in the compute dtype and in FP8 and reports
+FP8's relative error, per GEMM and for the whole block against the fp32 block.
+``loader``: memory of loading the last block of a checkpoint (tools/bench_loader.py); ``input``: the input
+pipelines alone and end to end with the model (tools/bench_input.py). Each prints tables and writes JSON
+(``--json``).
 
-    python -m tools.bench                          # CUDA: ViT-S/16 + LLaMA-7B-shaped block, batch 256
-    python -m tools.bench --device cpu             # CPU: ViT-S/16 + 1024-wide LLaMA-like block, batch 8
-    python -m tools.bench --llm-config /ckpt/llama-7b --configs reference,ours,ours_compile --steps 20
+    python -m tools.bench step                     # CUDA: ViT-S/16 + LLaMA-7B-shaped block, batch 256
+    python -m tools.bench step --device cpu        # CPU: ViT-S/16 + 1024-wide LLaMA-like block, batch 8
+    python -m tools.bench step --llm-config /ckpt/llama-7b --configs reference,ours,ours_compile --steps 20
+    python -m tools.bench fp8 --device cuda        # FP8 vs bf16 GEMMs of a LLaMA-7B-shaped block
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import math
 import os
 import platform
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
-from common.frozen_lm import FrozenLM, LLMAdapter, LMConfig, meta_ffn_hidden, read_lm_config
+from common.engine.config import namespace_from_config
+from common.frozen_lm import FrozenLM, LMConfig, meta_ffn_hidden, read_lm_config
 from common.frozen_lm import fp8 as fp8_ops
+from common.task import get_task
 from tools.bench_flops import Flops, adapter_flops, llm_block_flops, vit_flops
 from tools.bench_measure import (
     PeakMemory,
@@ -58,8 +64,11 @@ from tools.bench_measure import (
 )
 from tools.bench_reference import ReferenceLM
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BENCH_TASK = "image_cls"  # the model whose steps are timed: its task's builder makes it
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-VIT_SHAPES = {"micro": (64, 2, 2), "tiny": (192, 12, 3), "small": (384, 12, 6), "base": (768, 12, 12)}
+VIT_SHAPES = {"tiny": (192, 12, 3), "small": (384, 12, 6), "base": (768, 12, 12)}
 PATCH_SIZE = 16
 
 
@@ -93,32 +102,19 @@ VARIANTS = {v.name: v for v in (
 
 # Shapes per device: (vit, llm_dim, batch, tokens, steps, warmup); --smoke for tests.
 DEFAULTS = {"cuda": ("small", 4096, 256, 197, 10, 3), "cpu": ("small", 1024, 8, 197, 3, 2),
-            "smoke": ("micro", 128, 2, 17, 2, 1)}
-
-
-class BenchViT(VisionTransformer):
-    """timm ViT with ``self.llm`` after all blocks, before the final norm (the paper's placement)."""
-
-    def __init__(self, llm: nn.Module | None = None, **kwargs):
-        super().__init__(**kwargs)
-        self.llm = llm  # assigned after timm's init_weights: the adapter keeps its own init
-
-    def forward_features(self, x: torch.Tensor, attn_mask=None, is_causal: bool = False) -> torch.Tensor:
-        x = self.norm_pre(self.patch_drop(self._pos_embed(self.patch_embed(x))))
-        x = self.blocks(x)
-        if self.llm is not None:
-            x = self.llm(x)
-        return self.norm(x)
+            "smoke": ("tiny", 128, 2, 17, 2, 1)}
 
 
 # ---- configuration ----------------------------------------------------------------------------------------------
-def make_parser() -> argparse.ArgumentParser:
-    """The benchmark's command line."""
-    p = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.split("\n")[0],
-                                epilog=f"configs: {', '.join(VARIANTS)}")
+def make_parser(mode: str = "step", add_help: bool = True) -> argparse.ArgumentParser:
+    """The command line of ``step`` (every configuration's steps) or ``fp8`` (the block GEMMs and FP8's error)."""
+    p = argparse.ArgumentParser(prog=f"python -m tools.bench {mode}", add_help=add_help,
+                                description=__doc__.split("\n")[0],
+                                epilog=f"configs: {', '.join(VARIANTS)}" if mode == "step" else None)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--configs", default="all", help="comma-separated configuration names, or 'all'")
-    p.add_argument("--vit", choices=list(VIT_SHAPES), help="ViT size (default small; micro with --smoke)")
+    if mode == "step":
+        p.add_argument("--configs", default="all", help="comma-separated configuration names, or 'all'")
+        p.add_argument("--vit", choices=list(VIT_SHAPES), help="ViT size (default small; tiny with --smoke)")
     p.add_argument("--llm-config", help="read the block shape from a checkpoint's config (Meta/HF dir, .gguf); "
                                         "only its config is read, never its weights")
     p.add_argument("--llm-dim", type=int, help="LLaMA-like block of this width (head_dim 128 where it divides, "
@@ -128,13 +124,14 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokens", type=int, help="tokens per image incl. the class token: 1 + a square (197 = 224/16)")
     p.add_argument("--dtype", choices=list(DTYPES), default="bfloat16",
                    help="compute dtype: autocast dtype, and storage dtype of 'ours' frozen weights")
-    p.add_argument("--steps", type=int, help="timed steps per configuration (median reported)")
+    p.add_argument("--steps", type=int, help="timed steps per measurement (median reported)")
     p.add_argument("--warmup", type=int, help="untimed steps first (compiled configurations: at least 2)")
-    p.add_argument("--no-gemms", action="store_true", help="skip the block-GEMM / FP8 error part")
-    p.add_argument("--json", help="output JSON path (default runs/bench/bench_<device>.json)")
+    p.add_argument("--json", help=f"output JSON path (default runs/bench/{'bench' if mode == 'step' else 'fp8'}_"
+                                  "<device>.json)")
     p.add_argument("--smoke", action="store_true", help="tiny shapes and 2 steps (a test of the benchmark itself)")
     p.add_argument("--threads", type=int, help="torch.set_num_threads (CPU); on a shared machine use 1: OpenMP "
                                                "threads waiting for a descheduled sibling make steps 4-6x slower")
+    p.set_defaults(mode=mode)
     return p
 
 
@@ -151,7 +148,7 @@ def resolve_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> a
     """Fill device-dependent defaults and validate (``parser.error`` exits with one line on bad input)."""
     args.device = resolve_device(args.device, parser)
     vit, dim, batch, tokens, steps, warmup = DEFAULTS["smoke" if args.smoke else args.device]
-    args.vit = args.vit or vit
+    args.vit = getattr(args, "vit", None) or vit
     args.batch_size = args.batch_size or batch
     args.tokens = args.tokens or tokens
     args.steps = args.steps or steps
@@ -169,12 +166,15 @@ def resolve_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> a
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.llm_dim is not None and (args.llm_dim < 64 or args.llm_dim % 64):
         parser.error(f"--llm-dim must be a positive multiple of 64, got {args.llm_dim}")
-    names = list(VARIANTS) if args.configs == "all" else [c.strip() for c in args.configs.split(",") if c.strip()]
-    unknown = [n for n in names if n not in VARIANTS]
-    if unknown or not names:
-        parser.error(f"unknown config(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(VARIANTS)}")
-    args.config_names = names
-    args.json = args.json or f"runs/bench/bench_{args.device}{'_smoke' if args.smoke else ''}.json"
+    if args.mode == "step":
+        names = list(VARIANTS) if args.configs == "all" else [c.strip() for c in args.configs.split(",")
+                                                              if c.strip()]
+        unknown = [n for n in names if n not in VARIANTS]
+        if unknown or not names:
+            parser.error(f"unknown config(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(VARIANTS)}")
+        args.config_names = names
+    stem = "bench" if args.mode == "step" else "fp8"
+    args.json = args.json or f"runs/bench/{stem}_{args.device}{'_smoke' if args.smoke else ''}.json"
     return args
 
 
@@ -189,21 +189,37 @@ def llm_config(args: argparse.Namespace) -> LMConfig:
 
 
 # ---- models -----------------------------------------------------------------------------------------------------
-def build_model(variant: Variant, args: argparse.Namespace, cfg: LMConfig, device: torch.device) -> nn.Module:
-    """The task model for ``variant`` on ``device``; frozen blocks get the same random weights (seed 0)."""
-    embed_dim, depth, heads = VIT_SHAPES[args.vit]
-    adapter = None
-    if variant.block != "none":
-        weights = torch.float32 if variant.fp32_weights else DTYPES[args.dtype]
-        lm = FrozenLM.from_config(cfg, n_blocks=args.llm_blocks, dtype=weights, seed=0, device=device,
-                                  grad_checkpointing=variant.checkpointing, fp8=variant.fp8)
-        if variant.block == "reference":
-            lm = ReferenceLM.from_frozen_lm(lm)
-        torch.manual_seed(0)
-        adapter = LLMAdapter(embed_dim, lm)
+def write_llm_config(cfg: LMConfig, folder: Path) -> Path:
+    """A Hugging Face ``config.json`` of this LLaMA-like block shape (written by transformers' ``LlamaConfig``):
+    the ``random_frozen`` variant reads only the config, so no weights are needed."""
+    from transformers import LlamaConfig
+
+    LlamaConfig(hidden_size=cfg.dim, intermediate_size=cfg.ffn_hidden, num_attention_heads=cfg.n_heads,
+                num_key_value_heads=cfg.n_kv_heads, head_dim=cfg.head_dim, num_hidden_layers=cfg.n_layers,
+                rms_norm_eps=cfg.norm_eps).save_pretrained(folder)
+    return folder
+
+
+def model_config(variant: Variant, args: argparse.Namespace, llm_path: str | Path) -> dict:
+    """The ``image_cls`` run config of ``variant``: a timm ViT of ``--vit`` size with the frozen block(s) of
+    ``llm_path`` (random weights, seed 0) after the last ViT block, before the final norm (the paper's placement)."""
+    weights = "float32" if variant.fp32_weights else args.dtype
+    return {"model": f"vit_{args.vit}_patch{PATCH_SIZE}_224_llm", "input_size": args.img_size, "num_classes": 1000,
+            "in_chans": 3, "drop": 0.0, "drop_path": 0.0, "llm_position": "tail",
+            "llm_variant": "none" if variant.block == "none" else "random_frozen", "llm_path": str(llm_path),
+            "llm_layers": list(range(-args.llm_blocks, 0)), "llm_dtype": weights,
+            "llm_grad_checkpointing": variant.checkpointing, "llm_fp8": variant.fp8, "llm_seed": 0, "seed": 0}
+
+
+def build_model(variant: Variant, args: argparse.Namespace, llm_path: str | Path, device: torch.device) -> nn.Module:
+    """The model of ``variant`` as ``image_cls`` builds it (its task's ``build_model``), on ``device``; frozen blocks
+    get the same random weights (seed 0). ``reference`` swaps the block for the official-style one."""
+    task = get_task(BENCH_TASK)
+    run_args = namespace_from_config(task.build_parser(), model_config(variant, args, llm_path))
     torch.manual_seed(0)
-    model = BenchViT(llm=adapter, img_size=args.img_size, patch_size=PATCH_SIZE, embed_dim=embed_dim, depth=depth,
-                     num_heads=heads, num_classes=1000)
+    model = task.build_model(run_args)
+    if variant.block == "reference":
+        model.llm.lm = ReferenceLM.from_frozen_lm(model.llm.lm)
     return model.to(device)
 
 
@@ -242,13 +258,13 @@ def _phase(step, args, variant: Variant, device: torch.device, memory: PeakMemor
             "first_step_s": first, "flops": flops}
 
 
-def run_variant(variant: Variant, args: argparse.Namespace, cfg: LMConfig, device: torch.device,
-                peak_tflops: float) -> dict:
+def run_variant(variant: Variant, args: argparse.Namespace, cfg: LMConfig, llm_path: str | Path,
+                device: torch.device, peak_tflops: float) -> dict:
     """Train and inference measurements of one configuration (model built and freed here)."""
     release_memory(device)
     memory = PeakMemory(device)
     memory.reset()
-    model = build_model(variant, args, cfg, device)
+    model = build_model(variant, args, llm_path, device)
     runner = torch.compile(model) if variant.compile else model
     flops = model_flops(args, cfg, variant.block != "none")
     g = torch.Generator(device="cpu").manual_seed(0)
@@ -469,62 +485,114 @@ def _loadavg() -> list[float] | None:
         return None
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark (or, with first argument ``loader``, the loader-memory benchmark)."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["loader"]:
-        from tools.bench_loader import main as loader_main
-
-        return loader_main(argv[1:])
-    if argv[:1] == ["input"]:
-        from tools.bench_input import main as input_main
-
-        return input_main(argv[1:])
-    parser = make_parser()
-    args = resolve_args(parser.parse_args(argv), parser)
+def run_step(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``step``: every requested configuration's train and inference steps; prints the table, writes JSON."""
+    args = resolve_args(args, parser)
     if args.threads:
         torch.set_num_threads(args.threads)
-    try:
-        cfg = llm_config(args)
-    except Exception as e:  # a bad --llm-config path: CheckpointError / OSError / ValueError
-        parser.error(f"--llm-config: {e}")
+    cfg = _llm_config_or_exit(args, parser)
     device = torch.device(args.device)
     gemm_size = 4096 if device.type == "cuda" else 1024
     peak = gemm_peak_tflops(DTYPES[args.dtype], device, gemm_size)
-    meta = {"device": describe_device(device), "torch": torch.__version__, "dtype": args.dtype, "vit": args.vit,
+    meta = {**_meta(args, cfg, device), "gemm_peak_tflops": peak, "gemm_peak_size": gemm_size,
+            "fp8_gemm_peak_tflops": fp8_gemm_peak_tflops(device, gemm_size),
+            "memory_method": PeakMemory(device).method, "loadavg_start": _loadavg()}
+    results: dict = {}
+    with tempfile.TemporaryDirectory(prefix="bench_llm_") as scratch:
+        llm_path = args.llm_config or write_llm_config(cfg, Path(scratch))
+        for name in args.config_names:
+            variant = VARIANTS[name]
+            if variant.fp8 and not fp8_ops.fp8_available():
+                results[name] = {"about": variant.about, "skipped": f"torch {torch.__version__} has no float8 dtypes"}
+                continue
+            print(f"[bench] {name}: {variant.about}", file=sys.stderr, flush=True)
+            try:
+                results[name] = run_variant(variant, args, cfg, llm_path, device, peak)
+            except Exception as e:  # one failing configuration (e.g. a compiler error) must not lose the others
+                results[name] = {"about": variant.about, "error": f"{type(e).__name__}: {str(e).splitlines()[0]}"}
+                print(f"[bench] {name} failed: {results[name]['error']}", file=sys.stderr, flush=True)
+    add_speedups(results)
+    meta["loadavg_end"] = _loadavg()
+    print(format_table(meta, results))
+    _write_json(args.json, {"meta": meta, "configs": results})
+    return 0 if all("error" not in r for r in results.values()) else 1
+
+
+def run_fp8(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``fp8``: the frozen block's GEMMs alone in the compute dtype and in FP8, and FP8's error; prints, writes JSON."""
+    args = resolve_args(args, parser)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = _llm_config_or_exit(args, parser)
+    device = torch.device(args.device)
+    meta = {**_meta(args, cfg, device), "fp8_gemm_peak_tflops": fp8_gemm_peak_tflops(device, 4096 if
+                                                                                      device.type == "cuda" else 1024)}
+    report = block_gemm_report(args, cfg, device)
+    print(format_gemm_table(report, args.dtype))
+    _write_json(args.json, {"meta": meta, "block_gemms": report})
+    return 0
+
+
+def _llm_config_or_exit(args: argparse.Namespace, parser: argparse.ArgumentParser) -> LMConfig:
+    try:
+        return llm_config(args)
+    except Exception as e:  # a bad --llm-config path: CheckpointError / OSError / ValueError
+        parser.error(f"--llm-config: {e}")
+
+
+def _meta(args: argparse.Namespace, cfg: LMConfig, device: torch.device) -> dict:
+    """What every JSON report starts with: device, versions, shapes, the command line."""
+    return {"device": describe_device(device), "torch": torch.__version__, "dtype": args.dtype, "vit": args.vit,
             "llm_shape": (f"dim {cfg.dim}, {cfg.n_heads}x{cfg.head_dim} heads ({cfg.n_kv_heads} kv), ffn "
                           f"{cfg.ffn_hidden}, {cfg.family}"), "llm_config": cfg.to_dict(),
             "llm_blocks": args.llm_blocks, "batch_size": args.batch_size, "tokens": args.tokens,
             "img_size": args.img_size, "steps": args.steps, "warmup": args.warmup,
-            "gemm_peak_tflops": peak, "gemm_peak_size": gemm_size,
-            "fp8_gemm_peak_tflops": fp8_gemm_peak_tflops(device, gemm_size),
-            "memory_method": PeakMemory(device).method, "loadavg_start": _loadavg(),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "command": "python -m tools.bench " + " ".join(argv)}
-    results: dict = {}
-    for name in args.config_names:
-        variant = VARIANTS[name]
-        if variant.fp8 and not fp8_ops.fp8_available():
-            results[name] = {"about": variant.about, "skipped": f"torch {torch.__version__} has no float8 dtypes"}
-            continue
-        print(f"[bench] {name}: {variant.about}", file=sys.stderr, flush=True)
-        try:
-            results[name] = run_variant(variant, args, cfg, device, peak)
-        except Exception as e:  # one failing configuration (e.g. a compiler error) must not lose the others
-            results[name] = {"about": variant.about, "error": f"{type(e).__name__}: {str(e).splitlines()[0]}"}
-            print(f"[bench] {name} failed: {results[name]['error']}", file=sys.stderr, flush=True)
-    add_speedups(results)
-    gemms = None if args.no_gemms else block_gemm_report(args, cfg, device)
-    meta["loadavg_end"] = _loadavg()
-    print(format_table(meta, results))
-    if gemms is not None:
-        print()
-        print(format_gemm_table(gemms, args.dtype))
-    out = Path(args.json)
+            "command": " ".join(["python -m tools.bench", *sys.argv[1:]])}
+
+
+def _write_json(path: str, payload: dict) -> None:
+    out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"meta": meta, "configs": results, "block_gemms": gemms}, indent=1))
+    out.write_text(json.dumps(payload, indent=1))
     print(f"\nwrote {out}")
-    return 0 if all("error" not in r for r in results.values()) else 1
+
+
+def subcommands() -> dict[str, tuple[str, Callable, Callable]]:
+    """name -> (one-line help, make_parser(add_help=...), run(args, parser) -> exit code)."""
+    from tools import bench_input, bench_loader
+
+    return {
+        "step": ("train/inference step time, memory and TFLOP/s of every optimisation level",
+                 functools.partial(make_parser, "step"), run_step),
+        "fp8": ("the frozen block's GEMMs in the compute dtype vs FP8: time and FP8's relative error",
+                functools.partial(make_parser, "fp8"), run_fp8),
+        "loader": ("memory and time of loading the last block of a LLaMA-7B-shaped checkpoint",
+                   bench_loader.make_parser, bench_loader.run),
+        "input": ("input pipelines (timm CPU, GPU, DALI) alone and feeding the model",
+                  bench_input.make_parser, bench_input.run),
+    }
+
+
+def make_main_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """``python -m tools.bench {step,fp8,loader,input} ...`` and the subcommands' own parsers."""
+    parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.split("\n")[0],
+                                     epilog="'python -m tools.bench SUBCOMMAND --help' lists a subcommand's options")
+    commands = subcommands()
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(commands) + "}")
+    parsers = {}
+    for name, (about, make, _) in commands.items():
+        own = make(add_help=False)
+        parsers[name] = sub.add_parser(name, parents=[own], help=about, description=about, epilog=own.epilog)
+    return parser, parsers
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tools.bench SUBCOMMAND [options]`` (exit 2 with one line on bad input)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser, parsers = make_main_parser()
+    args = parser.parse_args(argv)
+    return subcommands()[args.command][2](args, parsers[args.command])
 
 
 if __name__ == "__main__":

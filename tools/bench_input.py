@@ -2,7 +2,9 @@
 of the two GPU pipelines, alone and end to end with a training step, and the model's own step rate, in one run.
 
 Reads ``DATA_PATH/train`` (folders or ``train.tar``) with DeiT's training recipe (RandomResizedCrop, flip,
-RandAugment m9, normalise, random erasing; Mixup/CutMix on the device batch as ``image_cls.train`` does):
+RandAugment m9, normalise, random erasing; Mixup/CutMix on the device batch as ``image_cls.train`` does). Loaders
+and loss come from the image_cls task (``get_task("image_cls").build_data`` with ``--data-pipeline NAME``, and its
+``loss_fn``), the model from ``tools.bench`` (the task's ``build_model``):
 
 - ``cpu``: DataLoader with ``--workers`` processes and timm's transform (image_cls/data/transforms.py), pinned;
 - ``dali``: image_cls/data/dali.py with ``--workers`` reader processes and DALI threads, on the GPU (nvJPEG
@@ -38,20 +40,21 @@ import numpy as np
 import torch
 from PIL import Image
 
-from image_cls.data.build import DataPathError, build_task_data
-from image_cls.data.loaders import PIPELINES, build_train_val_loaders, check_pipeline_config
-from image_cls.data.transforms import build_mixup
-from image_cls.options import build_parser
+from common.engine import distributed
+from common.engine.errors import EngineError
+from common.task import get_task
 from tools.bench import (
+    BENCH_TASK,
     DTYPES,
     PATCH_SIZE,
     VARIANTS,
     VIT_SHAPES,
+    autocast,
     build_model,
     describe_device,
     llm_config,
-    make_train_step,
     resolve_device,
+    write_llm_config,
 )
 from tools.bench_measure import release_memory, synchronize
 
@@ -59,15 +62,22 @@ from tools.bench_measure import release_memory, synchronize
 DEFAULTS = {"cuda": ("small", 4096, 256, 224, 50, 5, "ours_compile"), "cpu": ("tiny", 256, 16, 64, 6, 1, "ours")}
 
 
-def make_parser() -> argparse.ArgumentParser:
+def pipelines() -> tuple[str, ...]:
+    """The task's ``--data-pipeline`` choices (image_cls: cpu, dali, gpu)."""
+    parser = get_task(BENCH_TASK).build_parser()
+    return tuple(next(a.choices for a in parser._actions if a.dest == "data_pipeline"))
+
+
+def make_parser(add_help: bool = True) -> argparse.ArgumentParser:
     """The input mode's command line."""
-    p = argparse.ArgumentParser(prog="python -m tools.bench input", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m tools.bench input", description=__doc__.splitlines()[0],
+                                add_help=add_help)
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--data-path", help="ImageNet layout: train/<wnid>/ folders or train.tar")
     source.add_argument("--synthetic", type=int, metavar="N", help="N random-texture 500x375 JPEGs of ~80 KB "
                                                                    "(ImageNet-like) written to a temporary folder")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--pipelines", help=f"comma-separated, of {', '.join(PIPELINES)} (default: cpu, gpu, and dali "
+    p.add_argument("--pipelines", help=f"comma-separated, of {', '.join(pipelines())} (default: cpu, gpu, and dali "
                                        "when it is installed)")
     p.add_argument("--workers", type=int, default=4, help="DataLoader workers / DALI reader processes and threads")
     p.add_argument("--batches", type=int, help="timed batches per measurement")
@@ -94,8 +104,9 @@ def resolve_args(opts: argparse.Namespace, parser: argparse.ArgumentParser) -> a
     if opts.pipelines is None:
         opts.pipelines = "cpu,gpu" + (",dali" if importlib.util.find_spec("nvidia.dali") else "")
     opts.pipelines = [name.strip() for name in opts.pipelines.split(",") if name.strip()]
-    if not opts.pipelines or any(name not in PIPELINES for name in opts.pipelines):
-        parser.error(f"--pipelines: comma-separated names of {', '.join(PIPELINES)}")
+    known = pipelines()
+    if not opts.pipelines or any(name not in known for name in opts.pipelines):
+        parser.error(f"--pipelines: comma-separated names of {', '.join(known)}")
     if opts.batch_size < 2 or opts.batch_size % 2:
         parser.error("--batch-size must be even (Mixup/CutMix mix pairs of images)")
     if opts.input_size < 48 or opts.input_size % PATCH_SIZE:
@@ -145,48 +156,58 @@ def _rate(fn: Callable[[], int], batches: int, warmup: int, device: torch.device
     return images / (time.perf_counter() - start)
 
 
-def build_loader(name: str, data: Any, args: argparse.Namespace, device: torch.device) -> Any:
-    """The training loader ``image_cls.train`` builds for ``--data-pipeline name``."""
-    args = argparse.Namespace(**{**vars(args), "data_pipeline": name})
-    check_pipeline_config(args)
-    return build_train_val_loaders(data, args, rank=0, world_size=1, device=device)[0]
+def task_args(opts: argparse.Namespace, pipeline: str) -> argparse.Namespace:
+    """The ``image_cls.train`` options of this measurement (its parser: DeiT's recipe, Mixup/CutMix on)."""
+    task = get_task(BENCH_TASK)
+    args = task.build_parser().parse_args([
+        "--data-path", opts.data_path, "--batch-size", str(opts.batch_size), "--input-size", str(opts.input_size),
+        "--num-workers", str(opts.workers), "--no-repeated-aug", "--data-pipeline", pipeline,
+        "--device", opts.device])
+    task.check_args(args)
+    return args
 
 
 def measure(opts: argparse.Namespace) -> dict[str, Any]:
-    """Every measurement of one run (see the module docstring)."""
-    device = torch.device(opts.device)
-    args = build_parser().parse_args(["--data-path", opts.data_path, "--batch-size", str(opts.batch_size),
-                                      "--input-size", str(opts.input_size), "--num-workers", str(opts.workers),
-                                      "--no-repeated-aug"])
-    data = build_task_data(args)
-    if len(data.train) < opts.batch_size:
-        raise DataPathError(f"{opts.data_path}: {len(data.train)} training images, fewer than one batch")
+    """Every measurement of one run (see the module docstring): loaders and loss from the task
+    (``build_data`` / ``loss_fn`` with the pipeline as ``--data-pipeline``), the model from ``tools.bench``."""
+    task = get_task(BENCH_TASK)
+    device = distributed.init_distributed(opts.device).device
+    variant = VARIANTS[opts.config]
     spec = argparse.Namespace(vit=opts.vit, img_size=opts.input_size, llm_blocks=1, dtype=opts.dtype,
                               llm_config=None, llm_dim=opts.llm_dim)
-    cfg = llm_config(spec)
-    variant = VARIANTS[opts.config]
-    model = build_model(variant, spec, cfg, device).train()
+    with tempfile.TemporaryDirectory(prefix="bench_llm_") as scratch:
+        model = build_model(variant, spec, write_llm_config(llm_config(spec), Path(scratch)), device).train()
     runner = torch.compile(model) if variant.compile else model
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=1e-4, **({"fused": True} if device.type == "cuda" else {}))
-    step = make_train_step(runner, optimizer, device, opts.dtype)
-    mixup = build_mixup(args, 1000)
-
-    def train_on(images: torch.Tensor, labels: torch.Tensor) -> int:
-        images = images.to(device, non_blocking=True)
-        labels = labels.to(device, non_blocking=True)
-        step(*mixup(images, labels))
-        return images.shape[0]
-
     g = torch.Generator().manual_seed(0)
     fixed = (torch.randn(opts.batch_size, 3, opts.input_size, opts.input_size, generator=g).to(device),
              torch.randint(0, 1000, (opts.batch_size,), generator=g).to(device))
     warmup = max(opts.warmup, 2 if variant.compile else 0)
-    results: dict[str, Any] = {"images": len(data.train),
-                               "model_only_img_s": _rate(lambda: train_on(*fixed), opts.batches, warmup, device)}
+    results: dict[str, Any] = {}
     for name in opts.pipelines:
+        args = task_args(opts, name)
+        data = task.build_data(args, 0, 1)
         print(f"[bench input] {name}", file=sys.stderr, flush=True)
-        batches = _forever(build_loader(name, data, args, device))
+        if len(data.train) < 1:
+            raise EngineError(f"{opts.data_path}: fewer training images than one batch")
+        args.num_classes = 1000  # the benchmark model's head: the data's labels are < 1000 as well
+        loss_fn = task.loss_fn(args, data)  # Mixup/CutMix + soft-target cross-entropy, as image_cls.train
+
+        def train_on(images: torch.Tensor, labels: torch.Tensor, loss_fn=loss_fn) -> int:
+            images = images.to(device, non_blocking=True)
+            labels = labels.to(device, non_blocking=True)
+            with autocast(device, opts.dtype):
+                loss = loss_fn(runner, (images, labels))
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            return images.shape[0]
+
+        if "model_only_img_s" not in results:
+            results["images"] = len(data.train) * opts.batch_size  # images of one epoch (full batches)
+            results["model_only_img_s"] = _rate(lambda: train_on(*fixed), opts.batches, warmup, device)
+        batches = _forever(data.train)
 
         def deliver(batches: Iterator = batches) -> int:
             images, _ = next(batches)
@@ -196,7 +217,7 @@ def measure(opts: argparse.Namespace) -> dict[str, Any]:
         e2e = _rate(lambda batches=batches: train_on(*next(batches)), opts.batches, opts.warmup, device)
         results[name] = {"input_img_s": input_rate, "end_to_end_img_s": e2e,
                          "end_to_end_over_model_only": e2e / results["model_only_img_s"]}
-        del batches
+        del batches, data
         release_memory(device)
     return results
 
@@ -207,7 +228,7 @@ def format_table(meta: dict[str, Any], results: dict[str, Any]) -> str:
              f"{meta['input_size']} px, {meta['workers']} workers, {meta['images']} training images", "",
              "| pipeline | input img/s | end-to-end train img/s | end to end / model only |", "|---|---|---|---|",
              f"| (model only, batch on the device) | | {results['model_only_img_s']:.1f} | 1.00 |"]
-    for name in PIPELINES:
+    for name in pipelines():
         if name in results:
             r = results[name]
             lines.append(f"| {name} | {r['input_img_s']:.1f} | {r['end_to_end_img_s']:.1f} | "
@@ -216,16 +237,25 @@ def format_table(meta: dict[str, Any], results: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the input benchmark; print the table and write JSON (exit 2 with one line on bad input)."""
+    """``python -m tools.bench_input`` (the same as ``python -m tools.bench input``)."""
     parser = make_parser()
-    opts = resolve_args(parser.parse_args(argv), parser)
+    return run(parser.parse_args(argv), parser)
+
+
+def run(opts: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Run the input benchmark; print the table and write JSON (one line and the error family's code on bad
+    input: 4 for a bad data path, 2 for a bad setting)."""
+    opts = resolve_args(opts, parser)
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory(prefix="bench_input_") as tmp:
         if opts.synthetic:
             opts.data_path = str(write_synthetic_jpegs(Path(tmp), opts.synthetic))
         try:
             results = measure(opts)
-        except (DataPathError, ValueError, ImportError) as err:  # bad data path, DALI missing or misconfigured
+        except EngineError as err:  # bad data path (4), DALI missing or misconfigured (2)
+            print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)
+            return err.exit_code
+        except (ValueError, ImportError) as err:
             print(f"error: {str(err).splitlines()[0]}", file=sys.stderr)
             return 2
     device = torch.device(opts.device)
@@ -235,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             "model": f"ViT-{opts.vit} + {opts.llm_dim}-wide block, {opts.config}, {opts.dtype}",
             "images": results.pop("images"),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "command": "python -m tools.bench input " + " ".join(argv if argv is not None else sys.argv[2:])}
+            "command": " ".join(["python -m tools.bench", *sys.argv[1:]])}
     print(format_table(meta, results))
     out = Path(opts.json)
     out.parent.mkdir(parents=True, exist_ok=True)

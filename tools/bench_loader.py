@@ -190,20 +190,31 @@ def _warm_cache(directory: Path) -> None:
                 pass
 
 
-def main(argv: list[str] | None = None) -> int:
-    """CLI: write the checkpoints, measure every (method, format, dtype) in a fresh process, print, write JSON."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["_child"]:
-        method, fmt, path, dtype = argv[1:5]
-        print(json.dumps(child(method, fmt, Path(path), dtype)))
-        return 0
-    p = argparse.ArgumentParser(prog="python -m tools.bench loader", description=__doc__.split("\n")[0])
+def make_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    """The command line of ``python -m tools.bench loader``."""
+    p = argparse.ArgumentParser(prog="python -m tools.bench loader", description=__doc__.split("\n")[0],
+                                add_help=add_help)
     p.add_argument("--n-layers", type=int, default=4, help="layers in the written checkpoint (7B has 32)")
     p.add_argument("--dir", help="where to write the checkpoints (default: a new temp dir)")
     p.add_argument("--dtypes", default="float32,bfloat16", help="storage dtypes to load 'ours' into")
     p.add_argument("--json", default="runs/bench/bench_loader.json")
     p.add_argument("--keep", action="store_true", help="keep the written checkpoints")
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tools.bench_loader``: the benchmark, or (``_child ...``) one measurement in this process."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["_child"]:
+        method, fmt, path, dtype = argv[1:5]
+        print(json.dumps(child(method, fmt, Path(path), dtype)))
+        return 0
+    parser = make_parser()
+    return run(parser.parse_args(argv), parser)
+
+
+def run(args: argparse.Namespace, p: argparse.ArgumentParser) -> int:
+    """Write the checkpoints, measure every (method, format, dtype) in a fresh process, print, write JSON."""
     if args.n_layers < 1:
         p.error("--n-layers must be >= 1")
     dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
@@ -235,9 +246,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['rss_after_imports_mib']:>13.0f} {r['seconds']:>7.2f}")
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
+    command = " ".join(["python -m tools.bench", *sys.argv[1:]])
     out.write_text(json.dumps({"n_layers": args.n_layers, "file_bytes": sizes, "results": results,
-                               "torch": torch.__version__, "command": "python -m tools.bench loader " + " ".join(argv)},
-                              indent=1))
+                               "torch": torch.__version__, "command": command}, indent=1))
     print(f"wrote {out}")
     return 0
 

@@ -21,9 +21,10 @@ python3 -c "import torch, torchvision, timm; print('torch', torch.__version__, '
 'timm', timm.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0))" | tee "$out/versions.txt"
 
 if [[ "$part" == speed || "$part" == all ]]; then
-    python3 -m tools.bench --device cuda \
+    python3 -m tools.bench step --device cuda \
         --configs vit,vit_compile,reference,ours_fp32w,ours,ours_ckpt,ours_compile,ours_fp8,ours_fp8_compile \
         --json "$out/bench_cuda.json" 2>&1 | tee "$out/bench_cuda.log" || status=1
+    python3 -m tools.bench fp8 --device cuda --json "$out/fp8_cuda.json" 2>&1 | tee "$out/fp8_cuda.log" || status=1
 fi
 if [[ "$part" == input || "$part" == all ]]; then
     workers=$(( $(nproc) < 16 ? $(nproc) : 16 ))

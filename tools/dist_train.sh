@@ -2,7 +2,7 @@
 # Launch a task's entry module with torchrun, on one node or several.
 #
 #   tools/dist_train.sh MODULE [TRAIN ARGS...]
-#   GPUS=8 tools/dist_train.sh image_cls.train --config image_cls/configs/vit_s_llm.yaml --output-dir runs/x
+#   GPUS=8 tools/dist_train.sh image_cls.train --config image_cls/configs/vit_small_llama.yaml --output-dir runs/x
 #   # two nodes: run on each, NODE_RANK=0 on the master
 #   NNODES=2 NODE_RANK=0 MASTER_ADDR=node01 GPUS=8 tools/dist_train.sh image_cls.train ...
 #
@@ -12,6 +12,7 @@ set -euo pipefail
 
 if [ $# -lt 1 ]; then
     echo "usage: [GPUS=N] [NNODES=N NODE_RANK=I MASTER_ADDR=HOST] $0 MODULE [ARGS...]" >&2
+    echo "  e.g. GPUS=8 $0 image_cls.train --config image_cls/configs/vit_small_llama.yaml --output-dir runs/x" >&2
     exit 2
 fi
 MODULE=$1

@@ -1,9 +1,9 @@
 """Reading training run directories: the resolved ``config.yaml`` and the ``log.txt`` JSON lines.
 
 A run directory is what a task's ``train`` entry point writes (see ``common.engine``): ``config.yaml``
-(resolved arguments, underscore keys) and ``log.txt`` with one JSON object per epoch in DeiT's
-convention (``epoch``, ``train_lr``, ``train_loss``, ``test_*`` metrics, ``n_parameters``,
-``n_trainable``, ``n_frozen``, ``epoch_time``). Broken pieces (a missing config, a truncated last
+(resolved arguments, underscore keys, with the ``task`` that wrote it) and ``log.txt`` with one JSON object per
+epoch in DeiT's convention (``epoch``, ``task``, ``train_lr``, ``train_loss``, ``test_*`` metrics,
+``n_parameters``, ``n_trainable``, ``n_frozen``, ``epoch_time``). Broken pieces (a missing config, a truncated last
 line, non-JSON lines) are recorded in ``RunRecord.issues`` instead of raising.
 """
 
@@ -160,14 +160,22 @@ def read_log(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     return [by_epoch[e] for e in sorted(by_epoch)], issues
 
 
-def infer_task(config: dict[str, Any] | None, run_dir: Path) -> str:
-    """Task name: config ``task``, else the folder of the preset path (``image_cls/configs/x.yaml``)."""
-    if config:
-        if isinstance(config.get("task"), str) and config["task"]:
-            return config["task"]
-        preset = config.get("config")
-        if isinstance(preset, str) and "/configs/" in preset.replace("\\", "/"):
-            return Path(preset.replace("\\", "/").split("/configs/")[0]).name
+def infer_task(config: dict[str, Any] | None, run_dir: Path, epochs: list[dict[str, Any]] | None = None) -> str:
+    """Task name: the config's ``task`` key (the engine writes it, ``Task.name``), else the ``task`` of the log's
+    rows; only for runs older than that, the folder of the preset path (``image_cls/configs/x.yaml``) when it is
+    a task ``common.task`` knows. ``unknown`` otherwise."""
+    from common.task import TASK_NAMES
+
+    if config and isinstance(config.get("task"), str) and config["task"]:
+        return config["task"]
+    for row in epochs or []:
+        if isinstance(row.get("task"), str) and row["task"]:
+            return row["task"]
+    preset = config.get("config") if config else None
+    if isinstance(preset, str) and "/configs/" in preset.replace("\\", "/"):
+        folder = Path(preset.replace("\\", "/").split("/configs/")[0]).name
+        if folder in TASK_NAMES:
+            return folder
     return "unknown"
 
 
@@ -218,7 +226,7 @@ def load_run(path: Path) -> RunRecord:
         config=config,
         epochs=epochs,
         issues=issues,
-        task=infer_task(config, path),
+        task=infer_task(config, path, epochs),
         preset=infer_preset(config),
         variant=infer_variant(config),
         seed=int(seed) if seed is not None else None,

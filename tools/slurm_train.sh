@@ -2,8 +2,8 @@
 # Launch a task's entry module under SLURM: one task per GPU, srun starts them, common.engine reads SLURM_*.
 #
 #   PARTITION=gpu GPUS=16 GPUS_PER_NODE=8 tools/slurm_train.sh MODULE [TRAIN ARGS...]
-#   PARTITION=gpu GPUS=8 tools/slurm_train.sh image_cls.train --config image_cls/configs/vit_s_llm.yaml \
-#       --output-dir runs/vit_s_llm
+#   PARTITION=gpu GPUS=8 tools/slurm_train.sh image_cls.train --config image_cls/configs/vit_small_llama.yaml \
+#       --output-dir runs/vit_small_llama
 #
 # Environment: GPUS (total tasks, 8), GPUS_PER_NODE (min(GPUS, 8)), CPUS_PER_TASK (5), PARTITION (cluster
 # default when unset), JOB_NAME (MODULE), SRUN_ARGS (extra srun flags, e.g. "--time=48:00:00 --account=x"),
@@ -16,6 +16,8 @@ set -euo pipefail
 
 if [ $# -lt 1 ]; then
     echo "usage: PARTITION=P GPUS=N [GPUS_PER_NODE=M] [CPUS_PER_TASK=C] [SRUN_ARGS=...] $0 MODULE [ARGS...]" >&2
+    echo "  e.g. PARTITION=gpu GPUS=8 $0 image_cls.train --config image_cls/configs/vit_small_llama.yaml" \
+         "--output-dir runs/vit_small_llama" >&2
     exit 2
 fi
 MODULE=$1

@@ -1,8 +1,12 @@
-"""Launch the baseline / +LLM / control runs of one preset, over several seeds.
+"""Launch the baseline / +LLM / control runs of one preset, over several seeds, for any registered task.
 
-    python -m tools.sweep --task image_cls --preset image_cls/configs/vit_s.yaml \\
+    python -m tools.sweep --task image_cls --preset vit_small_llama \\
         --variants baseline,frozen,mlp,random_frozen --seeds 0,1,2 [--launcher local|torchrun|slurm] \\
         [--runs-root runs] [--dry-run] -- <extra args for the task's train entry point>
+
+The task comes from ``common.task`` (``--task`` one of ``available_tasks()``; left out, the folder of a
+``<task>/configs/x.yaml`` preset path); ``--preset`` is a YAML path or the name of one of the task's presets
+(``Task.presets``); each variant must be a ``--llm-variant`` choice of the task's parser (``Task.build_parser``).
 
 One run per (variant, seed), written to ``<runs-root>/<preset>/<variant>/seed<k>`` with
 ``--config PRESET --llm-variant V --seed K --output-dir DIR --resume auto`` (``baseline`` means
@@ -18,7 +22,6 @@ One run per (variant, seed), written to ``<runs-root>/<preset>/<variant>/seed<k>
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import shlex
 import subprocess
 import sys
@@ -109,8 +112,46 @@ def launcher_script(name: str) -> str:
     return f"tools/{name}" if Path.cwd().resolve() == REPO_ROOT else str(script)
 
 
+def resolve_task(name: str | None, preset: str):
+    """The ``common.task.Task`` of the sweep: ``--task``, else the folder of a ``<task>/configs/...`` preset path."""
+    from common.task import available_tasks, get_task
+
+    if name is None:
+        parts = Path(preset).parts
+        name = parts[parts.index("configs") - 1] if "configs" in parts[1:] else None
+        if name is None:
+            raise ValueError("give --task (or a preset path under <task>/configs/)")
+    if name not in available_tasks():
+        raise ValueError(f"unknown task {name!r}; built tasks: {', '.join(available_tasks())}")
+    return get_task(name)
+
+
+def resolve_preset(task, preset: str) -> Path:
+    """A preset YAML path as given, or the task's preset of that name (``Task.presets``)."""
+    path = Path(preset)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise ValueError(f"preset {path} not found")
+        return path
+    by_name = {p.stem: p for p in task.presets}
+    if preset not in by_name:
+        raise ValueError(f"preset {preset} not found: {task.name} has {', '.join(by_name) or 'no presets'}")
+    return by_name[preset].relative_to(REPO_ROOT) if Path.cwd().resolve() == REPO_ROOT else by_name[preset]
+
+
+def check_variants(task, variants: list[str]) -> None:
+    """Each variant's ``--llm-variant`` value must be a choice of the task's parser."""
+    action = next((a for a in task.build_parser()._actions if a.dest == "llm_variant"), None)
+    if action is None:
+        raise ValueError(f"{task.name} has no --llm-variant option")
+    refused = [v for v in variants if v in VARIANTS and action.choices and VARIANTS[v] not in action.choices]
+    if refused:
+        raise ValueError(f"{task.name} --llm-variant does not take {', '.join(refused)} "
+                         f"(choices: {', '.join(action.choices)})")
+
+
 def _check_launchable(task: str, launcher: str) -> None:
-    if importlib.util.find_spec(task) is None or importlib.util.find_spec(f"{task}.train") is None:
+    if not (REPO_ROOT / task / "train.py").is_file():
         raise ValueError(f"task {task!r} has no train entry point ({task}/train.py)")
     if launcher != "local":
         script = REPO_ROOT / "tools" / ("dist_train.sh" if launcher == "torchrun" else "slurm_train.sh")
@@ -145,8 +186,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m tools.sweep", description=__doc__.split("\n\n")[0],
         epilog="Arguments after '--' go to every run's train command.",
     )
-    parser.add_argument("--task", required=True, help="task folder, e.g. image_cls")
-    parser.add_argument("--preset", required=True, type=Path, help="preset YAML, e.g. image_cls/configs/vit_s.yaml")
+    parser.add_argument("--task", default=None, help="a registered task, e.g. image_cls (default: the preset's folder)")
+    parser.add_argument("--preset", required=True,
+                        help="preset YAML (image_cls/configs/vit_small_llama.yaml) or a preset name of the task")
     parser.add_argument("--variants", default="baseline,frozen,mlp,random_frozen",
                         help=f"comma-separated, from: {', '.join(VARIANTS)}")
     parser.add_argument("--seeds", default="0", help="comma-separated integers")
@@ -161,14 +203,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --seeds must be comma-separated integers ({error})", file=sys.stderr)
         return 2
     try:
-        if not args.preset.is_file():
-            raise ValueError(f"preset {args.preset} not found")
-        runs = plan_runs(
-            args.task, args.preset, parse_list(args.variants, "variants"), seeds, args.launcher,
-            args.runs_root, extra, resume=not args.no_resume,
-        )
+        task = resolve_task(args.task, args.preset)
+        preset = resolve_preset(task, args.preset)
+        variants = parse_list(args.variants, "variants")
+        check_variants(task, variants)
+        runs = plan_runs(task.name, preset, variants, seeds, args.launcher, args.runs_root, extra,
+                         resume=not args.no_resume)
         if not args.dry_run:
-            _check_launchable(args.task, args.launcher)
+            _check_launchable(task.name, args.launcher)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -181,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     for run, code in failed:
         print(f"[sweep] FAILED (exit {code}): {run.output_dir}", file=sys.stderr)
     print(f"[sweep] {len(results) - len(failed)}/{len(results)} runs succeeded; "
-          f"compare with: python -m tools.compare {args.runs_root / args.preset.stem}")
+          f"compare with: python -m tools.compare {args.runs_root / preset.stem}")
     return 1 if failed else 0
 
 

@@ -1,20 +1,24 @@
-"""Stage hooks, CLS attention recomputation and the picture API on stand-in models (tests/tools/conftest.py)."""
+"""Stage hooks, CLS attention recomputation and the picture API on image_cls's ViT with stand-in adapters
+(tests/tools/conftest.py), and on small video / point-group models."""
 
 import math
 
 import numpy as np
 import pytest
 import torch
+from analysis_models import GRID, HEADS, IMAGE_SIZE, IN_CHANS
 from PIL import Image
 from timm.models.vision_transformer import Block
 from torch import nn
 
+from common import frozen_lm
 from tools.analysis import (
     GroupCentres,
     activation_maps,
     capture_tokens,
     save_overlay_grid,
     save_point_grid,
+    save_video_grid,
     spec_from_parts,
     token_activation,
     video_spec,
@@ -26,7 +30,7 @@ LLM_STAGES = ["encoder", "in_proj", "llm_attn", "llm_ffn", "out_proj", "cls_attn
 
 
 def _images(batch: int = 2) -> torch.Tensor:
-    return torch.randn(batch, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    return torch.randn(batch, IN_CHANS, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(1))
 
 
 def test_stages_shapes_and_range(vit_factory):
@@ -34,7 +38,7 @@ def test_stages_shapes_and_range(vit_factory):
     maps = activation_maps(model, _images())
     assert list(maps) == LLM_STAGES
     for name, values in maps.items():
-        assert values.shape == (2, 4, 4), name
+        assert values.shape == (2, GRID, GRID), name
         flat = values.flatten(1)
         assert torch.allclose(flat.amin(1), torch.zeros(2)) and torch.allclose(flat.amax(1), torch.ones(2)), name
     assert not model.training
@@ -52,13 +56,13 @@ def test_stage_tokens_are_the_hooked_outputs(vit_factory):
     maps = activation_maps(model, x, stages=["encoder", "llm_attn", "out_proj"], measure="frequency")
     assert list(maps) == ["encoder", "llm_attn", "out_proj"]
     for name, tokens in (("encoder", encoded), ("llm_attn", attn_out), ("out_proj", out)):
-        expected = token_activation(tokens[:, 1:], "frequency").reshape(2, 4, 4)  # CLS token dropped
+        expected = token_activation(tokens[:, 1:], "frequency").reshape(2, GRID, GRID)  # CLS token dropped
         assert torch.allclose(maps[name], expected, atol=1e-5), name
 
 
 def _manual_encoder_cls_row(model, x):
     with torch.no_grad():
-        tokens = model.blocks[0](model._pos_embed(model.patch_embed(x)))
+        tokens = model.blocks[:-1](model._pos_embed(model.patch_embed(x)))
         attn = model.blocks[-1].attn
         h = model.blocks[-1].norm1(tokens)
         b, n, _ = h.shape
@@ -83,9 +87,9 @@ def test_encoder_cls_attention_sdpa_tap_and_recompute(vit_factory, fused, monkey
     x = _images()
     capture = capture_tokens(model, x, vit_spec(model, x.shape))
     row = capture.cls_attention["cls_attn_encoder"]
-    assert row.shape == (2, 4, 17)
+    assert row.shape == (2, HEADS, 1 + GRID * GRID)
     assert torch.allclose(row, _manual_encoder_cls_row(model, x), atol=1e-5)
-    assert torch.allclose(row.sum(-1), torch.ones(2, 4), atol=1e-5)
+    assert torch.allclose(row.sum(-1), torch.ones(2, HEADS), atol=1e-5)
 
 
 def test_llm_cls_attention_equals_the_blocks_own_probabilities(vit_factory, monkeypatch):
@@ -101,7 +105,7 @@ def test_llm_cls_attention_equals_the_blocks_own_probabilities(vit_factory, monk
     maps = activation_maps(fused, x, stages=["cls_attn_llm"])
     summed = probs.sum(1)[:, 1:]
     low, high = summed.amin(1, keepdim=True), summed.amax(1, keepdim=True)
-    assert torch.allclose(maps["cls_attn_llm"], ((summed - low) / (high - low)).reshape(2, 4, 4), atol=1e-5)
+    assert torch.allclose(maps["cls_attn_llm"], ((summed - low) / (high - low)).reshape(2, GRID, GRID), atol=1e-5)
 
 
 def test_grouped_query_and_masked_cls_row():
@@ -127,11 +131,10 @@ def test_multi_block_mlp_and_baseline_stage_names(vit_factory):
 
 
 def test_real_frozen_lm_adapter(vit_factory, monkeypatch):
-    frozen_lm = pytest.importorskip("common.frozen_lm")
     cfg = frozen_lm.LMConfig(family="llama", dim=48, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=12,
                              ffn_hidden=64, norm_eps=1e-5)
     model = vit_factory("none")
-    model.llm = frozen_lm.LLMAdapter(32, frozen_lm.FrozenLM.from_config(cfg, seed=0))
+    model.llm = frozen_lm.LLMAdapter(model.embed_dim, frozen_lm.FrozenLM.from_config(cfg, seed=0))
     x = _images()
     _forbid_recompute(monkeypatch)
     capture = capture_tokens(model, x, vit_spec(model, x.shape))
@@ -140,8 +143,8 @@ def test_real_frozen_lm_adapter(vit_factory, monkeypatch):
     with torch.no_grad():  # grouped-query recompute straight from the fused qkv weight
         h = model.llm.lm.blocks[0].attn_norm(capture.features["in_proj"])
         q, k, _ = attn.qkv(h).split(attn.split, dim=-1)
-        q = q.view(2, 17, 4, 12).transpose(1, 2)
-        k = k.view(2, 17, 2, 12).transpose(1, 2).repeat_interleave(2, 1)
+        q = q.view(2, 1 + GRID * GRID, 4, 12).transpose(1, 2)
+        k = k.view(2, 1 + GRID * GRID, 2, 12).transpose(1, 2).repeat_interleave(2, 1)
         expected = (q[:, :, :1] @ k.transpose(-2, -1) / math.sqrt(12)).softmax(-1)[:, :, 0]
     assert torch.allclose(capture.cls_attention["cls_attn_llm"], expected, atol=1e-5)
 
@@ -161,12 +164,21 @@ class _TinyVideoMAE(nn.Module):
         return self.head(tokens.mean(1))
 
 
-def test_video_tubelet_layout():
+def test_video_tubelet_layout_drawn_per_frame(tmp_path):
     model = _TinyVideoMAE()
     video = torch.randn(2, 3, 4, 16, 24)
     spec = video_spec(model, video.shape)
     maps = activation_maps(model, video, spec=spec)
     assert list(maps) == ["encoder"] and maps["encoder"].shape == (2, 2, 2, 3)  # no CLS -> no attention rows
+    frames = np.zeros((4, 16, 24, 3), np.float32)
+    frames[:, :, :12] = 1.0  # left half white: visible under the overlay
+    path = save_video_grid(frames, {"encoder": maps["encoder"][0], "copy": maps["encoder"][0]}, tmp_path / "v.png",
+                           title="clip")
+    with Image.open(path) as png:
+        width, height = png.size
+    assert width / 2 < height < width  # 2 token time steps (rows) x 3 columns (frame, two stages)
+    with pytest.raises(ValueError, match="disagree"):
+        save_video_grid(frames, {"a": maps["encoder"][0], "b": maps["encoder"][0, :1]}, tmp_path / "bad.png")
 
 
 class _TinyPointModel(nn.Module):

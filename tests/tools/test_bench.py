@@ -1,4 +1,5 @@
-"""tools.bench: a smoke run (tiny shapes) produces every requested configuration with finite numbers, the FLOP
+"""tools.bench: each subcommand has its own --help; a smoke run of ``step`` (tiny shapes) produces every requested
+configuration with finite numbers on the model image_cls's builder makes, ``fp8`` reports FP8's error, the FLOP
 counts are right, bad input is refused in one line, and the loader benchmark's writers produce checkpoints the
 real readers load. The torch.compile configurations are left out here (each compiles for ~25 s on a CPU); the
 full CPU run recorded in tools/BENCHMARKS.md exercises them."""
@@ -11,7 +12,8 @@ import math
 import pytest
 import torch
 
-from common.frozen_lm import FrozenLM, LMConfig
+from common.frozen_lm import FrozenLM, LMConfig, read_lm_config
+from common.task import get_task
 from tools import bench, bench_loader
 from tools.bench_flops import llm_block_flops, vit_flops
 
@@ -22,7 +24,7 @@ def test_smoke_run_reports_every_configuration(tmp_path, capsys):
     out = tmp_path / "bench.json"
     threads = torch.get_num_threads()
     try:  # one thread: tiny ops on a shared 2-core machine run ~50x slower with two OpenMP threads
-        rc = bench.main(["--smoke", "--device", "cpu", "--threads", "1", "--configs", ",".join(EAGER),
+        rc = bench.main(["step", "--smoke", "--device", "cpu", "--threads", "1", "--configs", ",".join(EAGER),
                          "--json", str(out)])
     finally:
         torch.set_num_threads(threads)
@@ -42,13 +44,51 @@ def test_smoke_run_reports_every_configuration(tmp_path, capsys):
     train_flops = {name: configs[name]["train"]["flops"] for name in ("ours", "reference", "vit")}
     assert train_flops["ours"] == train_flops["reference"] > train_flops["vit"]
     assert configs["ours_fp8"]["fp8_backend"] == "emulated"
-    gemms = data["block_gemms"]
+    printed = capsys.readouterr().out
+    assert all(name in printed for name in EAGER) and "x ref" in printed and "frozen block GEMMs" not in printed
+
+
+def test_fp8_report_on_its_own(tmp_path, capsys):
+    out = tmp_path / "fp8.json"
+    assert bench.main(["fp8", "--smoke", "--device", "cpu", "--threads", "1", "--json", str(out)]) == 0
+    gemms = json.loads(out.read_text())["block_gemms"]
     assert set(gemms["gemms"]) == {"qkv", "out", "gate_up", "down"}
     for row in gemms["gemms"].values():
         assert 0.02 < row["fp8_rel_err_out"] < 0.06 and 0.03 < row["fp8_rel_err_grad_in"] < 0.09
     assert set(gemms["block"]["vs_float32"]) == {"bfloat16", "fp8_bfloat16", "fp8_float32"}
-    printed = capsys.readouterr().out
-    assert all(name in printed for name in EAGER) and "x ref" in printed and "frozen block GEMMs" in printed
+    assert "frozen block GEMMs" in capsys.readouterr().out
+
+
+def test_help_lists_every_subcommand_and_each_has_its_own(capsys):
+    def help_of(*argv):
+        with pytest.raises(SystemExit) as exc:
+            bench.main([*argv, "--help"])
+        assert exc.value.code == 0
+        return capsys.readouterr().out
+
+    main = help_of()
+    for name in bench.subcommands():
+        assert name in main.split("positional arguments:")[1]
+    assert "--configs" in help_of("step") and "--configs" not in help_of("fp8")
+    assert "--n-layers" in help_of("loader") and "--pipelines" in help_of("input")
+
+
+def test_the_model_is_the_task_builders(tmp_path):
+    """The timed model is image_cls's (no copy of the graft): same class, same state-dict keys; the synthetic
+    block's config round-trips through the real reader."""
+    args = bench.resolve_args(bench.make_parser("step").parse_args(["--smoke", "--device", "cpu"]),
+                              bench.make_parser("step"))
+    cfg = bench.llm_config(args)
+    path = bench.write_llm_config(cfg, tmp_path / "llm")
+    assert read_lm_config(path) == cfg
+    model = bench.build_model(bench.VARIANTS["ours"], args, path, torch.device("cpu"))
+    task = get_task("image_cls")
+    expected = task.build_model(bench.namespace_from_config(task.build_parser(),
+                                                            bench.model_config(bench.VARIANTS["ours"], args, path)))
+    assert type(model) is type(expected) and model.state_dict().keys() == expected.state_dict().keys()
+    assert model.llm.lm.blocks[0].attn.qkv.weight.dtype == torch.bfloat16
+    reference = bench.build_model(bench.VARIANTS["reference"], args, path, torch.device("cpu"))
+    assert type(reference.llm.lm).__name__ == "ReferenceLM"
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -59,7 +99,7 @@ def test_smoke_run_reports_every_configuration(tmp_path, capsys):
 ])
 def test_bad_input_is_one_line_and_exit_2(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:
-        bench.main(["--device", "cpu", *argv])
+        bench.main(["step", "--device", "cpu", *argv])
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
 

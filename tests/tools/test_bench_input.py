@@ -15,7 +15,7 @@ from PIL import Image
 
 from tools import bench, bench_input
 
-SMOKE = ["--device", "cpu", "--vit", "micro", "--llm-dim", "64", "--input-size", "48", "--batch-size", "4",
+SMOKE = ["--device", "cpu", "--vit", "tiny", "--llm-dim", "64", "--input-size", "48", "--batch-size", "4",
          "--batches", "2", "--warmup", "1", "--workers", "0"]
 
 
@@ -68,8 +68,8 @@ def test_bad_arguments_exit_2(jpeg_folder: Path, argv: list[str], message: str, 
     assert exc.value.code == 2 and message in capsys.readouterr().err
 
 
-def test_missing_data_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
-    assert bench.main(["input", "--data-path", str(tmp_path / "none"), *SMOKE]) == 2
+def test_missing_data_is_one_line_and_exit_4(tmp_path: Path, capsys) -> None:
+    assert bench.main(["input", "--data-path", str(tmp_path / "none"), *SMOKE]) == 4  # DataPathError
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no such directory" in err[0]
 

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tools.analysis.images import decode_mask, find_mask, foreground_and_ignore, list_images, load_sample
+from tools.analysis.images import decode_mask, find_mask, foreground_and_ignore, load_mask, load_sample
 from tools.analysis.pseudo_mask import best_threshold_iou, downsample_mask, iou, pseudo_mask_miou
+from tools.analyze import expand_inputs
 
 
 def test_downsample_majority_and_ignore():
@@ -93,10 +94,12 @@ def test_imagenet_s_layout_masks_and_geometry(tmp_path):
     assert fg.sum() == 400 and ignore.sum() == 160
     assert find_mask(beside / "a.JPEG") == beside / "a.png"
     assert find_mask(beside / "b.JPEG") == official / "b.png"
-    assert list_images([tmp_path / "validation"]) == [beside / "a.JPEG", beside / "b.JPEG"]  # masks not images
+    assert expand_inputs([tmp_path / "validation"]) == [beside / "a.JPEG", beside / "b.JPEG"]  # masks not inputs
 
     sample = load_sample(beside / "a.JPEG", size=40, crop_pct=1.0)
     assert sample.tensor.shape == (3, 40, 40) and sample.display.shape == (40, 40, 3)
     # short side 40 stays, the 60-wide image is centre-cropped to columns 10..50: object at columns 10..30
     assert sample.foreground[10:30, 10:30].all() and sample.foreground.sum() == 400
     assert not sample.ignore.any()  # the ignore band was cropped away
+    foreground, ignore = load_mask(beside / "a.JPEG", 40, 1.0)  # what tools.analyze pairs with a task's sample
+    assert np.array_equal(foreground, sample.foreground) and np.array_equal(ignore, sample.ignore)

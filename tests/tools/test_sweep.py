@@ -1,10 +1,11 @@
-"""tools.sweep: the command lines of a sweep (dry run) and its input checks."""
+"""tools.sweep: the command lines of a sweep (dry run) for every registered task, and its input checks."""
 
 import shlex
 import sys
 
 import pytest
 
+from common.task import available_tasks, get_task
 from tools import sweep
 
 
@@ -61,5 +62,33 @@ def test_bad_input(preset, capsys, argv, message):
 def test_missing_preset_and_task(preset, tmp_path, capsys):
     assert sweep.main(["--task", "image_cls", "--preset", str(tmp_path / "nope.yaml"), "--dry-run"]) == 2
     assert "not found" in capsys.readouterr().err
-    assert sweep.main(["--task", "no_such_task", "--preset", str(preset)]) == 2  # checked before launching
-    assert "no train entry point" in capsys.readouterr().err
+    assert sweep.main(["--task", "image_cls", "--preset", "no_such_preset", "--dry-run"]) == 2
+    assert "preset no_such_preset not found: image_cls has vit_base_baseline" in capsys.readouterr().err
+    assert sweep.main(["--task", "no_such_task", "--preset", str(preset), "--dry-run"]) == 2
+    assert "unknown task 'no_such_task'; built tasks: image_cls" in capsys.readouterr().err
+    assert sweep.main(["--preset", str(preset), "--dry-run"]) == 2  # a preset outside <task>/configs/
+    assert "give --task" in capsys.readouterr().err
+
+
+def test_every_registered_task_is_known():
+    assert {"image_cls", "point_cloud", "action_recognition"} <= set(available_tasks())
+
+
+@pytest.mark.parametrize("name", available_tasks())
+def test_dry_run_of_each_task_by_preset_name(name, capsys, monkeypatch):
+    """Every registered task sweeps from one of its own presets given by name; the task is also read off a preset
+    path when --task is left out."""
+    monkeypatch.chdir(sweep.REPO_ROOT)
+    task = get_task(name)
+    assert task.presets, f"{name} has no presets"
+    preset = task.presets[0]
+    assert sweep.main(["--task", name, "--preset", preset.stem, "--variants", "baseline,frozen", "--seeds", "0",
+                       "--dry-run"]) == 0
+    lines = _lines(capsys)
+    relative = str(preset.relative_to(sweep.REPO_ROOT))
+    assert [line[:5] for line in lines] == [[sys.executable, "-m", f"{name}.train", "--config", relative]] * 2
+    assert [line[6] for line in lines] == ["none", "frozen"]
+    assert lines[1][10] == f"runs/{preset.stem}/frozen/seed0"
+    assert (sweep.REPO_ROOT / name / "train.py").is_file()
+    assert sweep.main(["--preset", relative, "--variants", "mlp", "--dry-run"]) == 0
+    assert _lines(capsys)[0][2] == f"{name}.train"

@@ -22,17 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tools.analysis.layouts import GroupCentres
-
-
-@dataclass
-class AttentionSite:
-    """An attention module whose ``query_index`` row is wanted; head counts are fallbacks for layout 2."""
-
-    module: nn.Module
-    query_index: int = 0
-    n_heads: int | None = None
-    n_kv_heads: int | None = None
+from common.analysis import AttentionSite, GroupCentres
 
 
 @dataclass
@@ -179,8 +169,9 @@ def _hooks(stages: dict[str, nn.Module], sites: dict[str, AttentionSite], positi
             capture.cls_attention[name] = row.detach()
         return hook
 
-    def positions_hook(_module, _args, output):
-        capture.positions = output[positions.output_index].detach().float()
+    def positions_hook(_module, args, output):
+        found = args[0] if positions.from_input else output[positions.output_index]
+        capture.positions = found.detach().float()
 
     with ExitStack() as stack:
         for name, module in stages.items():
@@ -189,7 +180,9 @@ def _hooks(stages: dict[str, nn.Module], sites: dict[str, AttentionSite], positi
             pre = site.module.register_forward_pre_hook(site_pre_hook(name, site.module), with_kwargs=True)
             stack.callback(pre.remove)
             stack.callback(site.module.register_forward_hook(site_post_hook(name, site.module)).remove)
-        if positions is not None:
+        if positions is not None and positions.centres is not None:
+            capture.positions = torch.as_tensor(positions.centres).detach().float()
+        elif positions is not None:
             stack.callback(positions.source.register_forward_hook(positions_hook).remove)
         stack.enter_context(tap)
         yield

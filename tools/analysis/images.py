@@ -17,7 +17,6 @@ import torch
 from PIL import Image
 
 IGNORE_LABEL = 1000
-IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png", ".bmp", ".webp")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -46,21 +45,6 @@ def find_mask(image_path: Path) -> Path | None:
     split_dir = wnid_dir.parent
     official = split_dir.parent / f"{split_dir.name}-segmentation" / wnid_dir.name / f"{image_path.stem}.png"
     return official if official.is_file() else None
-
-
-def list_images(paths: list[Path], limit: int | None = None) -> list[Path]:
-    """Image files given directly or found recursively in folders (PNG masks beside a same-named image skipped)."""
-    found: list[Path] = []
-    for path in paths:
-        if path.is_file():
-            found.append(path)
-            continue
-        if not path.is_dir():
-            raise FileNotFoundError(f"no such image or folder: {path}")
-        candidates = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        stems = {(p.parent, p.stem) for p in candidates if p.suffix.lower() != ".png"}
-        found += [p for p in candidates if p.suffix.lower() != ".png" or (p.parent, p.stem) not in stems]
-    return found[:limit] if limit else found
 
 
 @dataclass
@@ -104,12 +88,25 @@ def load_sample(path: Path, size: int, in_chans: int = 3, crop_pct: float = 0.87
     tensor = (torch.from_numpy(array.copy()).permute(2, 0, 1) - torch.tensor(mean)[:, None, None]) / torch.tensor(
         std)[:, None, None]
     sample = Sample(path=path, tensor=tensor.float(), display=display)
-    mask_path = find_mask(path) if with_mask else None
-    if mask_path is not None:
-        labels = decode_mask(mask_path)
-        if labels.shape != (image.size[1], image.size[0]):
-            raise ValueError(f"mask {mask_path} is {labels.shape[::-1]} but its image is {image.size}")
-        label_image = Image.fromarray(labels.astype(np.int32))  # mode "I"
-        cropped_labels = np.asarray(_resize_crop(label_image, size, crop_pct, Image.Resampling.NEAREST))
-        sample.foreground, sample.ignore = foreground_and_ignore(cropped_labels.astype(np.int64))
+    masks = load_mask(path, size, crop_pct, image.size) if with_mask else None
+    if masks is not None:
+        sample.foreground, sample.ignore = masks
     return sample
+
+
+def load_mask(image_path: Path, size: int, crop_pct: float = 0.875,
+              image_size: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """(foreground, ignore) (size, size) of the image's ImageNet-S mask with the evaluation geometry of
+    ``load_sample`` (resize the shorter side to size / crop_pct, centre crop; nearest); None without a mask."""
+    mask_path = find_mask(Path(image_path))
+    if mask_path is None:
+        return None
+    if image_size is None:
+        with Image.open(image_path) as raw:
+            image_size = raw.size
+    labels = decode_mask(mask_path)
+    if labels.shape != (image_size[1], image_size[0]):
+        raise ValueError(f"mask {mask_path} is {labels.shape[::-1]} but its image is {image_size}")
+    label_image = Image.fromarray(labels.astype(np.int32))  # mode "I"
+    cropped = np.asarray(_resize_crop(label_image, size, crop_pct, Image.Resampling.NEAREST))
+    return foreground_and_ignore(cropped.astype(np.int64))

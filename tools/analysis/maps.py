@@ -10,15 +10,15 @@ from torch import nn
 
 from tools.analysis.capture import Capture, run_with_hooks
 from tools.analysis.measures import MEASURES, minmax_normalise, token_activation
-from tools.analysis.spec import TASK_SPECS, AnalysisSpec
+from tools.analysis.spec import AnalysisSpec
 
 
 def build_spec(model: nn.Module, inputs: Any, task: str = "image_cls") -> AnalysisSpec:
-    """The registered spec of ``task`` for this model and input (see ``tools.analysis.spec``)."""
-    if task not in TASK_SPECS:
-        raise ValueError(f"no built-in analysis spec for task {task!r} (have: {', '.join(TASK_SPECS)}); "
-                         "build one with tools.analysis.spec.spec_from_parts")
-    return TASK_SPECS[task](model, tuple(inputs.shape))
+    """The spec ``task`` gives for this model and input (``common.task.Task.analysis_spec``); NotImplementedError
+    when the task has none."""
+    from common.task import get_task
+
+    return get_task(task).analysis_spec(model, inputs)
 
 
 def _select(spec: AnalysisSpec, stages: Sequence[str] | None) -> AnalysisSpec:

@@ -91,29 +91,56 @@ def save_overlay_grid(images: Any, maps: dict[str, torch.Tensor], path: str | Pa
     return _save(fig, plt, path)
 
 
-def save_point_grid(positions: torch.Tensor, maps: dict[str, torch.Tensor], path: str | Path,
-                    points: torch.Tensor | None = None, cmap: str = "jet") -> Path:
-    """Point-cloud counterpart: group centres (B, G, 3) seen from above (x, y), coloured by each map (B, G).
+def save_video_grid(frames: Any, maps: dict[str, torch.Tensor], path: str | Path, title: str | None = None,
+                    cmap: str = "jet") -> Path:
+    """One video's tokens per frame: one row per token time step (a tubelet of ``T / T_tok`` frames), the middle
+    frame of that tubelet then one overlay per ``maps`` entry.
 
-    ``points`` (B, P, 3), if given, is drawn in light grey underneath.
+    Args:
+        frames: (T, H, W, 3) display frames (floats in [0, 1] or uint8) or a (C, T, H, W) tensor.
+        maps: name -> (T_tok, h, w) values in [0, 1] (one video's maps from ``activation_maps``).
+    """
+    if isinstance(frames, torch.Tensor) and frames.dim() == 4 and frames.shape[0] in (1, 3):
+        frames = frames.permute(1, 2, 3, 0)  # (C, T, H, W) -> (T, H, W, C)
+    video = to_display(frames)
+    steps = {values.shape[0] for values in maps.values()}
+    if len(steps) != 1:
+        raise ValueError(f"maps disagree on the number of token time steps: {sorted(steps)}")
+    (t_tok,) = steps
+    per_step = video.shape[0] / t_tok
+    picked = [min(video.shape[0] - 1, int(per_step * t + per_step / 2)) for t in range(t_tok)]
+    titles = [f"{title + ' ' if title else ''}frame {i}" for i in picked]
+    return save_overlay_grid(video[picked], {name: torch.as_tensor(v) for name, v in maps.items()}, path,
+                             cmap=cmap, titles=titles)
+
+
+def save_point_grid(positions: torch.Tensor, maps: dict[str, torch.Tensor], path: str | Path,
+                    points: torch.Tensor | list | None = None, cmap: str = "jet",
+                    titles: list[str] | None = None) -> Path:
+    """Point-cloud counterpart: group centres (B, G, 3) drawn in 3-D, coloured by each map (B, G) in [0, 1].
+
+    ``points`` ((B, P, 3) or a list of (P_i, 3)), if given, is drawn in light grey underneath (the input cloud).
+    Rows = clouds, columns = stages; ``titles`` label the rows.
     """
     positions = torch.as_tensor(positions).detach().float().cpu()
     plt = _pyplot()
     batch, columns = positions.shape[0], max(1, len(maps))
-    fig, axes = plt.subplots(batch, columns, figsize=(2.2 * columns, 2.2 * batch), squeeze=False)
+    fig = plt.figure(figsize=(2.2 * columns, 2.2 * batch))
     for row in range(batch):
+        cloud = None if points is None else torch.as_tensor(points[row]).detach().float().cpu()
         for column, (name, values) in enumerate(maps.items()):
-            ax = axes[row, column]
-            if points is not None:
-                cloud = torch.as_tensor(points[row]).float().cpu()
-                ax.scatter(cloud[:, 0], cloud[:, 1], s=0.5, c="0.85")
-            ax.scatter(positions[row, :, 0], positions[row, :, 1], s=12, c=torch.as_tensor(values[row]).cpu(),
-                       cmap=cmap, vmin=0, vmax=1)
-            ax.set_aspect("equal")
-            ax.set_xticks([])
-            ax.set_yticks([])
+            ax = fig.add_subplot(batch, columns, row * columns + column + 1, projection="3d")
+            if cloud is not None:
+                ax.scatter(cloud[:, 0], cloud[:, 2], cloud[:, 1], s=0.3, c="0.8", depthshade=False)
+            ax.scatter(positions[row, :, 0], positions[row, :, 2], positions[row, :, 1], s=10,
+                       c=torch.as_tensor(values[row]).float().cpu(), cmap=cmap, vmin=0, vmax=1, depthshade=False)
+            ax.view_init(elev=20, azim=-60)  # y is up in ModelNet / ScanObjectNN: drawn as the vertical axis
+            ax.set_box_aspect(None, zoom=1.4)
+            ax.set_axis_off()
             if row == 0:
                 ax.set_title(name, fontsize=7)
+            if column == 0 and titles:
+                ax.text2D(0.0, 0.0, titles[row], transform=ax.transAxes, fontsize=6)
     return _save(fig, plt, path)
 
 
