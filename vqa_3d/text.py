@@ -57,11 +57,15 @@ def tokenize(text: str) -> list[str]:
     return tokens
 
 
+class _RefusedGlobal(pickle.UnpicklingError):
+    pass
+
+
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if (module, name) in _ALLOWED_GLOBALS:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"{module}.{name}")
+        raise _RefusedGlobal(f"{module}.{name}")
 
 
 class GloVe:
@@ -163,7 +167,7 @@ def read_glove_pickle(path: str | Path, trust: bool = False) -> dict:
         return pickle.loads(data)  # noqa: S301 - the user asked for it explicitly (--trust-pickle)
     try:
         return _NumpyOnlyUnpickler(io.BytesIO(data)).load()
-    except pickle.UnpicklingError as e:
+    except _RefusedGlobal as e:
         raise DataPathError(
             f"{path}: refers to {e}, which is not a numpy array part; it will not be unpickled. If you trust the "
             f"file, convert it once: python -m vqa_3d.text convert --trust-pickle {path} glove.npy") from None
