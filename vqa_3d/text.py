@@ -111,8 +111,8 @@ class GloVe:
         words = list(table)
         try:
             vectors = np.stack([np.asarray(table[w], dtype=np.float32) for w in words])
-        except ValueError as e:
-            raise DataPathError(f"{path}: vectors of different widths ({e})") from None
+        except (ValueError, TypeError) as e:
+            raise DataPathError(f"{path}: not a {{word: vector}} table of one width ({e})") from None
         return cls(words, vectors)
 
     @classmethod

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
+import collections
 import os
 import pickle
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from common.engine.errors import DataPathError
-from vqa_3d.text import UNK, GloVe, read_glove_pickle, tokenize
+from vqa_3d.text import UNK, GloVe, main, read_glove_pickle, tokenize
 
 REPO = Path(__file__).resolve().parents[2]
 REAL = REPO.parent / "shared" / "data" / "sqa3d_test"
@@ -89,15 +88,19 @@ def test_a_pickle_with_code_is_refused_with_the_conversion_command(tmp_path, mon
         read_glove_pickle(path)
 
 
-def test_convert_cli_writes_npy_and_vocab(tmp_path):
+def test_convert_cli_writes_npy_and_vocab(tmp_path, capsys):
     src = tmp_path / "glove.p"
     src.write_bytes(pickle.dumps({"x": np.ones(4), "unk": np.zeros(4)}))
-    out = subprocess.run([sys.executable, "-m", "vqa_3d.text", "convert", str(src), str(tmp_path / "g.npy")],
-                         cwd=REPO, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
+    main(["convert", str(src), str(tmp_path / "g.npy")])
+    assert capsys.readouterr().out.startswith("2 words x 4")
     assert (tmp_path / "g.vocab.txt").read_text() == "x\nunk\n"
     np.testing.assert_array_equal(np.load(tmp_path / "g.npy"), [[1] * 4, [0] * 4])
-    bad = subprocess.run([sys.executable, "-m", "vqa_3d.text", "convert", str(tmp_path / "nope.txt"), "x.npy"],
-                         cwd=REPO, capture_output=True, text=True)
-    assert bad.returncode == 4 and bad.stderr.startswith("error: GloVe file not found")
-    assert "Traceback" not in bad.stderr
+    src.write_bytes(pickle.dumps(collections.OrderedDict(x=np.ones(4))))  # a global outside the allow-list
+    with pytest.raises(DataPathError, match="collections.OrderedDict"):
+        GloVe.load(src)
+    main(["convert", "--trust-pickle", str(src), str(tmp_path / "h.npy")])  # the user's explicit choice
+    assert (tmp_path / "h.vocab.txt").read_text() == "x\n"
+    with pytest.raises(SystemExit) as e:
+        main(["convert", str(tmp_path / "nope.txt"), "x.npy"])
+    err = capsys.readouterr().err
+    assert e.value.code == 4 and err.startswith("error: GloVe file not found") and err.count("\n") == 1
