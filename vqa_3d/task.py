@@ -140,6 +140,7 @@ class VQA3DTask(Task):
     best_mode = "max"
     metrics = ("em1", "em10", "em1_what", "em1_is", "em1_how", "em1_can", "em1_which", "em1_others")
     graft = "on the 256 fused object-proposal tokens after the MCAN SGA layers, before attflat_visual (object mask)"
+    head_prefixes = ("attflat_visual.", "attflat_s.", "attflat_q.", "aux_reg.", "answer_cls.")  # --freeze-encoder
 
     def __init__(self):
         self._epoch = 0
