@@ -32,7 +32,7 @@ SCENE_FILES = ("_aligned_vert.npy", "_vert.npy", "_ins_label.npy", "_sem_label.n
 
 @dataclass
 class Scene:
-    aligned_vert: np.ndarray  # (N, >= 6)
+    aligned_vert: np.ndarray  # (N, >= 6) float32, as the npy (upstream computes the inputs in float32)
     bs_center: np.ndarray  # (3,) centre of the unaligned vertices' bounding box
     instance_labels: np.ndarray
     semantic_labels: np.ndarray
@@ -77,7 +77,7 @@ def load_scene(data_dir: Path, scene_id: str, scans_dir: Path | None = None) -> 
         candidates.insert(0, scans_dir / scene_id / f"{scene_id}.txt")
     meta = next((p for p in candidates if p.is_file()), None)
     bs_center = (vert[:, :3].max(0) + vert[:, :3].min(0)) / 2 if len(vert) else np.zeros(3)
-    return Scene(aligned.astype(np.float64), bs_center, ins, sem, bbox, read_axis_align(meta))
+    return Scene(aligned.astype(np.float32, copy=False), bs_center, ins, sem, bbox, read_axis_align(meta))
 
 
 def quat_from_matrix(m: np.ndarray) -> np.ndarray:
