@@ -133,6 +133,14 @@ def test_fps_ties_on_a_grid_match_the_kernel_copy():
     assert index[0].tolist() == fps_kernel_copy(grid, 30)
 
 
+def test_fps_ties_with_512_threads_and_several_points_per_thread():
+    rng = np.random.default_rng(5)
+    grid = rng.integers(-3, 4, size=(1030, 3)).astype(np.float32)  # 343 cells: many duplicates and equal distances
+    index = farthest_point_sample(torch.from_numpy(grid)[None], 24)
+    assert index[0].tolist() == fps_kernel_copy(grid, 24)
+    assert index[0].tolist() != farthest_point_sample(torch.from_numpy(grid)[None], 24, tie_break="index")[0].tolist()
+
+
 def test_fps_with_a_start_and_no_skip_is_the_textbook_algorithm(clouds):
     start = torch.tensor([4, 0, 61])
     index = farthest_point_sample(clouds, 10, start, skip_near_origin=False, tie_break="index")
