@@ -162,10 +162,14 @@ def ball_query(queries: torch.Tensor, points: torch.Tensor, radius: float, n_sam
     chunk = max(1, max_elements // max(1, batch * n_points))
     for lo in range(0, n_queries, chunk):
         within = squared_distances(q[:, lo:lo + chunk], p) < r2  # (B, m, N)
-        rank = within.cumsum(dim=-1, dtype=torch.int32)
-        b, m, k = torch.nonzero(within & (rank <= n_sample), as_tuple=True)
-        part = torch.zeros(batch, within.shape[1], n_sample, dtype=torch.long, device=queries.device)
-        part[b, m, rank[b, m, k].long() - 1] = k
-        found = rank[..., -1:].clamp(max=n_sample)
+        m_rows = within.shape[1]
+        counts = within.sum(dim=-1).reshape(-1)  # hits per (b, query)
+        b, m, k = torch.nonzero(within, as_tuple=True)  # ordered by (b, query, point index)
+        starts = torch.cumsum(counts, 0) - counts
+        rank = torch.arange(len(k), device=k.device) - torch.repeat_interleave(starts, counts)
+        keep = rank < n_sample  # the first n_sample hits of each ball, in index order
+        part = torch.zeros(batch, m_rows, n_sample, dtype=torch.long, device=queries.device)
+        part[b[keep], m[keep], rank[keep]] = k[keep]
+        found = counts.clamp(max=n_sample).reshape(batch, m_rows, 1)
         out[:, lo:lo + chunk] = torch.where(slots < found, part, part[..., :1])
     return out
