@@ -161,10 +161,17 @@ def ball_query(queries: torch.Tensor, points: torch.Tensor, radius: float, n_sam
     slots = torch.arange(n_sample, device=queries.device)
     chunk = max(1, max_elements // max(1, batch * n_points))
     for lo in range(0, n_queries, chunk):
-        within = squared_distances(q[:, lo:lo + chunk], p) < r2  # (B, m, N)
-        m_rows = within.shape[1]
-        counts = within.sum(dim=-1).reshape(-1)  # hits per (b, query)
-        b, m, k = torch.nonzero(within, as_tuple=True)  # ordered by (b, query, point index)
+        qc = q[:, lo:lo + chunk]
+        m_rows = qc.shape[1]
+        # d² >= dx² in float arithmetic (adding non-negative terms never rounds below), so only pairs with
+        # dx² < r² can be in the ball: compute y and z for those only, in squared_distances' order.
+        dx2 = (qc[..., 0].unsqueeze(-1) - p[..., 0].unsqueeze(-2)).square_()  # (B, m, N)
+        b, m, k = torch.nonzero(dx2 < r2, as_tuple=True)  # ordered by (b, query, point index)
+        dy = qc[b, m, 1] - p[b, k, 1]
+        dz = qc[b, m, 2] - p[b, k, 2]
+        hit = (dx2[b, m, k] + dy * dy) + dz * dz < r2
+        b, m, k = b[hit], m[hit], k[hit]
+        counts = torch.bincount(b * m_rows + m, minlength=batch * m_rows)  # hits per (b, query)
         starts = torch.cumsum(counts, 0) - counts
         rank = torch.arange(len(k), device=k.device) - torch.repeat_interleave(starts, counts)
         keep = rank < n_sample  # the first n_sample hits of each ball, in index order

@@ -148,3 +148,15 @@ def test_losses_follow_their_formulas():
     assert torch.equal(assignment, d.argmin(-1))
     terms = total_loss(out, batch, LossWeights(), detection=False)
     torch.testing.assert_close(terms["loss"], 10 * (0.1 * terms["answer_loss"] + 0.1 * terms["aux_loss"]))
+
+
+def test_wos_and_no_colour_options(dataset_paths):
+    glove = GloVe.load(dataset_paths["glove"])
+    records = read_split(dataset_paths["sqa"], "val")
+    vocab = AnswerVocab.from_answers(r.answer for r in records)
+    ds = SQADataset(records, vocab, glove, dataset_paths["scannet_data"], train=False, num_points=32, wos=True,
+                    use_color=False)
+    item = ds[0]
+    assert item["point_clouds"].shape == (32, 4)  # xyz + height, as input_feature_dim = 1
+    np.testing.assert_array_equal(item["s_feat"], np.broadcast_to(glove.unk, item["s_feat"].shape))
+    assert len(item["s_feat"]) == 10 and not np.array_equal(item["q_feat"][0], glove.unk)
