@@ -36,10 +36,30 @@ def test_fps_matches_the_brute_force_reference(clouds):
     torch.testing.assert_close(fps(clouds, 20), torch.stack([clouds[b, index[b]] for b in range(3)]))
 
 
-def test_fps_ties_go_to_the_lowest_index():
+def test_fps_ties_follow_the_kernel_and_the_seeded_variant_takes_the_lowest_index():
     square = torch.tensor([[[0.0, 0, 0], [1, 0, 0], [0, 1, 0], [1, 1, 0], [1, 1, 0]]])
-    # from corner 0: (1,1) is farthest (its duplicate loses the tie), then (1,0) and (0,1) tie at distance 1
-    assert farthest_point_sample(square, 4)[0].tolist() == [0, 3, 1, 2]
+    # pointnet2_ops: 4 threads; (1,1) twice at distance 2: thread 0 (point 4) beats thread 3 (point 3);
+    # then (1,0) (thread 1, bit-reversed 2) and (0,1) (thread 2, bit-reversed 1) tie and point 2 wins
+    assert farthest_point_sample(square, 4)[0].tolist() == [0, 4, 2, 1]
+    # the numpy FPS (np.argmax): the first maximum; starting at 0 here too
+    gen = _generator_starting_at(0, 5)
+    assert farthest_point_sample(square, 4, gen)[0].tolist() == [0, 3, 1, 2]
+
+
+def _generator_starting_at(index: int, n_points: int) -> torch.Generator:
+    for seed in range(1000):
+        if torch.randint(n_points, (1,), generator=torch.Generator().manual_seed(seed)).item() == index:
+            return torch.Generator().manual_seed(seed)
+    raise AssertionError("no seed found")
+
+
+def test_fps_follows_pointnet2_ops_near_the_origin_but_the_seeded_variant_does_not():
+    xyz = torch.from_numpy(np.random.default_rng(2).normal(size=(1, 30, 3)).astype(np.float32)) * 10
+    xyz[0, 9] = torch.tensor([0.0, 0.03, 0.0])  # x²+y²+z² = 9e-4 <= 1e-3: pointnet2_ops never picks it
+    kernel = farthest_point_sample(xyz, 30)[0].tolist()
+    assert 9 not in kernel and len(set(kernel)) == 29 and kernel.count(kernel[-1]) == 2  # nothing else left
+    seeded = farthest_point_sample(xyz, 30, _generator_starting_at(0, 30))[0].tolist()
+    assert sorted(seeded) == list(range(30)) and seeded == fps_reference(xyz[0].double().numpy(), 30)
 
 
 def test_fps_with_a_generator_starts_at_a_seeded_random_point(clouds):
