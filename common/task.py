@@ -109,7 +109,9 @@ class Task(ABC):
             spec = LLMSpec.from_config(args)
         except ValueError as err:
             raise ConfigError(str(err)) from err
-        if spec.enabled and not Path(spec.path).exists():
+        from common.frozen_lm.formats import is_hub_path
+
+        if spec.enabled and not (Path(spec.path).exists() or is_hub_path(spec.path)):
             raise ConfigError(f"--llm-path {spec.path}: no such file or directory")
 
     def build_optimizer(self, args: argparse.Namespace, model: nn.Module) -> torch.optim.Optimizer:

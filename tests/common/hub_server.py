@@ -1,0 +1,139 @@
+"""A Hub-like file server on the loopback address for the ``hf://`` tests.
+
+Serves ``/{org}/{name}/resolve/{revision}/{path}`` (HEAD and GET) over local folders, with the headers
+``huggingface_hub`` reads (``X-Repo-Commit``, ``ETag``, ``Content-Length``) and the Hub's error codes
+(``X-Error-Code``: ``RepoNotFound``, ``GatedRepo``, ``RevisionNotFound``, ``EntryNotFound``). GET honours one
+``Range: bytes=a-b`` (206 + ``Content-Range``) unless ``ignore_range`` is set. ``drop_after`` bytes into a ranged
+body, ``drops_left`` times, the connection is cut. Every request and every body byte written is counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import socket
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote
+
+_PATH = re.compile(r"^/([^/]+/[^/]+)/resolve/([^/]+)/(.+)$")
+_RANGE = re.compile(r"^bytes=(\d+)-(\d+)$")
+
+
+@dataclass
+class Repo:
+    root: Path
+    commit: str
+    gated: bool = False
+
+
+@dataclass
+class HubServer:
+    repos: dict[str, Repo] = field(default_factory=dict)
+    requests: list[tuple[str, str, str | None]] = field(default_factory=list)  # (method, path, Range header)
+    bytes_served: int = 0
+    ignore_range: bool = False
+    drop_after: int | None = None
+    drops_left: int = 0
+
+    def add_repo(self, repo_id: str, root: Path, gated: bool = False) -> str:
+        """Serve folder ``root`` as ``repo_id`` (branch ``main``); returns its (made-up, stable) commit."""
+        commit = hashlib.sha1(f"{repo_id}:{root}".encode()).hexdigest()
+        self.repos[repo_id] = Repo(Path(root), commit, gated)
+        return commit
+
+    def reset_counts(self) -> None:
+        self.requests.clear()
+        self.bytes_served = 0
+
+    @property
+    def gets(self) -> list[tuple[str, str, str | None]]:
+        return [r for r in self.requests if r[0] == "GET"]
+
+    def __enter__(self) -> HubServer:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_HEAD(self):
+                server._serve(self, head=True)
+
+            def do_GET(self):
+                server._serve(self, head=False)
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=10)
+
+    # ---- one request ------------------------------------------------------------------------------------------
+    def _serve(self, h: BaseHTTPRequestHandler, head: bool) -> None:
+        range_header = h.headers.get("Range")
+        self.requests.append(("HEAD" if head else "GET", h.path, range_header))
+        match = _PATH.match(h.path.split("?")[0])
+        if match is None:
+            return self._error(h, 404, "RepoNotFound")
+        repo_id, revision, name = match.group(1), unquote(match.group(2)), unquote(match.group(3))
+        repo = self.repos.get(repo_id)
+        if repo is None:
+            return self._error(h, 401, "RepoNotFound")
+        if repo.gated:
+            return self._error(h, 403, "GatedRepo")
+        if revision not in ("main", repo.commit):
+            return self._error(h, 404, "RevisionNotFound")
+        file = repo.root / name
+        if not file.is_file():
+            return self._error(h, 404, "EntryNotFound")
+        data = file.read_bytes()
+        start, end, status = 0, len(data), 200
+        if range_header and not self.ignore_range and not head:
+            found = _RANGE.match(range_header)
+            if found is None or int(found.group(1)) > int(found.group(2)) or int(found.group(2)) >= len(data):
+                return self._error(h, 416, None)
+            start, end, status = int(found.group(1)), int(found.group(2)) + 1, 206
+        h.send_response(status)
+        h.send_header("X-Repo-Commit", repo.commit)
+        h.send_header("ETag", '"' + hashlib.sha256(data).hexdigest() + '"')
+        h.send_header("Accept-Ranges", "bytes")
+        h.send_header("Content-Length", str(end - start))
+        if status == 206:
+            h.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(data)}")
+        h.end_headers()
+        if head:
+            return
+        body = data[start:end]
+        cut = status == 206 and self.drops_left > 0 and self.drop_after is not None and len(body) > self.drop_after
+        if cut:
+            self.drops_left -= 1
+            body = body[:self.drop_after]
+        try:
+            h.wfile.write(body)
+            h.wfile.flush()
+            self.bytes_served += len(body)
+        except OSError:  # the client hung up (e.g. after refusing a 200)
+            pass
+        if cut:
+            h.close_connection = True
+            try:
+                h.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    @staticmethod
+    def _error(h: BaseHTTPRequestHandler, status: int, code: str | None) -> None:
+        h.send_response(status)
+        if code:
+            h.send_header("X-Error-Code", code)
+        h.send_header("Content-Length", "0")
+        h.end_headers()
