@@ -55,8 +55,11 @@ def hub_errors(ref: HubRef):
     except hf.RemoteEntryNotFoundError as exc:
         raise CheckpointError(f"{where}: file not found in the repository ({_url_tail(exc)})") from exc
     except (hf.OfflineModeIsEnabled, hf.LocalEntryNotFoundError) as exc:
-        raise CheckpointError(f"{where}: not in the local cache and the Hub cannot be reached (HF_HUB_OFFLINE set "
-                              f"or network down: {_first_line(exc)})") from exc
+        if hub_offline():
+            raise CheckpointError(f"{where}: HF_HUB_OFFLINE is set and what this needs is not in the local cache "
+                                  "(run once online first)") from exc
+        raise CheckpointError(f"{where}: {hub_endpoint()} cannot be reached and the local cache does not hold what "
+                              f"this needs ({_first_line(exc)})") from exc
     except hf.HfHubHTTPError as exc:
         status = exc.response.status_code if exc.response is not None else "?"
         raise CheckpointError(f"{where}: HTTP {status} from {hub_endpoint()} ({_first_line(exc)})") from exc
@@ -212,7 +215,7 @@ class _HubReader:
         return {"repo": self.ref.repo_id, "revision": self.ref.revision, "commit": self.commit, "files": files,
                 "tensor_bytes": sum(f["bytes"] for f in files),
                 "bytes_to_fetch": sum(f["bytes_to_fetch"] for f in files),
-                "headers_fetched": self.bytes_fetched, "weights_bytes": self.weights_bytes()}
+                "weights_bytes": self.weights_bytes()}
 
     def weights_bytes(self) -> int:
         raise NotImplementedError
@@ -230,6 +233,8 @@ class HubHFReader(_HubReader, HFReader):
             self._parts: dict[Path, PartialFile] = {}
             self._headers: dict[Path, dict] = {}  # file -> {key: header entry}
             self._data_start: dict[Path, int] = {}  # file -> offset of its tensor data
+            if not (local / INDEX_FILE).is_file():
+                self._part(local / SINGLE_FILE)  # HFReader lists the keys of a single file from its header
             super().__init__(local)
         if not self._is_safetensors:
             raise CheckpointError(f"{ref.uri()}: pickled weights cannot be read partially")

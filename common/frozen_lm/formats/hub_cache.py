@@ -28,7 +28,6 @@ from ..errors import CheckpointError
 CACHE_SUBDIR = "frozen-lm-ranges"
 MAX_TRIES = 4  # per range: the first request and up to three resumes
 RETRY_WAIT_S = 0.5  # times the try number
-CHUNK = 1 << 20
 
 
 def hub_endpoint() -> str:
@@ -192,7 +191,7 @@ class PartialFile:
                 with get_session().stream("GET", self.url, headers=headers,
                                           timeout=constants.HF_HUB_DOWNLOAD_TIMEOUT) as response:
                     self._check_response(response, pos, end)
-                    for chunk in response.iter_raw(CHUNK):
+                    for chunk in response.iter_raw():  # as received: a cut transfer keeps every byte that arrived
                         if pos + len(chunk) > end:
                             raise CheckpointError(f"{self.uri}: the server sent more than the requested bytes "
                                                   f"{start}-{end}")
