@@ -10,8 +10,10 @@ body, ``drops_left`` times, the connection is cut. Every request and every body 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import socket
+import struct
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,6 +39,7 @@ class HubServer:
     ignore_range: bool = False
     drop_after: int | None = None
     drops_left: int = 0
+    _etags: dict[Path, str] = field(default_factory=dict)
 
     def add_repo(self, repo_id: str, root: Path, gated: bool = False) -> str:
         """Serve folder ``root`` as ``repo_id`` (branch ``main``); returns its (made-up, stable) commit."""
@@ -95,24 +98,26 @@ class HubServer:
         file = repo.root / name
         if not file.is_file():
             return self._error(h, 404, "EntryNotFound")
-        data = file.read_bytes()
-        start, end, status = 0, len(data), 200
+        size = file.stat().st_size
+        start, end, status = 0, size, 200
         if range_header and not self.ignore_range and not head:
             found = _RANGE.match(range_header)
-            if found is None or int(found.group(1)) > int(found.group(2)) or int(found.group(2)) >= len(data):
+            if found is None or int(found.group(1)) > int(found.group(2)) or int(found.group(2)) >= size:
                 return self._error(h, 416, None)
             start, end, status = int(found.group(1)), int(found.group(2)) + 1, 206
         h.send_response(status)
         h.send_header("X-Repo-Commit", repo.commit)
-        h.send_header("ETag", '"' + hashlib.sha256(data).hexdigest() + '"')
+        h.send_header("ETag", '"' + self._etag(file) + '"')
         h.send_header("Accept-Ranges", "bytes")
         h.send_header("Content-Length", str(end - start))
         if status == 206:
-            h.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(data)}")
+            h.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
         h.end_headers()
         if head:
             return
-        body = data[start:end]
+        with file.open("rb") as f:
+            f.seek(start)
+            body = f.read(end - start)
         cut = status == 206 and self.drops_left > 0 and self.drop_after is not None and len(body) > self.drop_after
         if cut:
             self.drops_left -= 1
@@ -130,6 +135,12 @@ class HubServer:
             except OSError:
                 pass
 
+    def _etag(self, file: Path) -> str:
+        """sha256 of the file, as the Hub's ETag of an LFS file (computed once per file)."""
+        if file not in self._etags:
+            self._etags[file] = hashlib.sha256(file.read_bytes()).hexdigest()
+        return self._etags[file]
+
     @staticmethod
     def _error(h: BaseHTTPRequestHandler, status: int, code: str | None) -> None:
         h.send_response(status)
@@ -137,3 +148,26 @@ class HubServer:
             h.send_header("X-Error-Code", code)
         h.send_header("Content-Length", "0")
         h.end_headers()
+
+
+def expected_safetensors_bytes(directory, keys) -> int:
+    """config.json + index (if any) + (8 + header) of each shard holding one of ``keys`` + those tensors' bytes,
+    computed from the local files with the safetensors library."""
+    from safetensors import safe_open
+
+    index = directory / "model.safetensors.index.json"
+    weight_map = json.loads(index.read_text())["weight_map"] if index.is_file() else None
+    total = (directory / "config.json").stat().st_size + (index.stat().st_size if weight_map else 0)
+    shards = sorted({weight_map[k] if weight_map else "model.safetensors" for k in keys})
+    for shard in shards:
+        with (directory / shard).open("rb") as f:
+            total += 8 + struct.unpack("<Q", f.read(8))[0]
+        with safe_open(str(directory / shard), framework="pt") as handle:
+            total += sum(handle.get_tensor(k).nbytes for k in keys if k in handle.keys())
+    return total
+
+
+def llama_layer_keys(index: int) -> list[str]:
+    names = ("input_layernorm", "post_attention_layernorm", "self_attn.q_proj", "self_attn.k_proj",
+             "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
+    return [f"model.layers.{index}.{n}.weight" for n in names]

@@ -5,12 +5,11 @@ the server must have sent the JSON files, the headers and the requested tensors'
 from __future__ import annotations
 
 import json
-import struct
 
 import numpy as np
 import pytest
 import torch
-from hub_server import HubServer
+from hub_server import HubServer, expected_safetensors_bytes, llama_layer_keys
 
 from common.frozen_lm import CheckpointError, FrozenLM, read_lm_config
 from common.frozen_lm.formats import hub as hub_mod
@@ -45,29 +44,6 @@ def _same_block(a: FrozenLM, b: FrozenLM) -> None:
     assert a.fingerprint["format"] == b.fingerprint["format"]
 
 
-def _safetensors_expected_bytes(directory, keys) -> int:
-    """config.json + index (if any) + (8 + header) of each shard holding one of ``keys`` + those tensors' bytes,
-    computed from the local files with the safetensors library."""
-    from safetensors import safe_open
-
-    index = directory / "model.safetensors.index.json"
-    weight_map = json.loads(index.read_text())["weight_map"] if index.is_file() else None
-    total = (directory / "config.json").stat().st_size + (index.stat().st_size if weight_map else 0)
-    shards = sorted({weight_map[k] if weight_map else "model.safetensors" for k in keys})
-    for shard in shards:
-        with (directory / shard).open("rb") as f:
-            total += 8 + struct.unpack("<Q", f.read(8))[0]
-        with safe_open(str(directory / shard), framework="pt") as handle:
-            total += sum(handle.get_tensor(k).nbytes for k in keys if k in handle.keys())
-    return total
-
-
-def _llama_layer_keys(index: int) -> list[str]:
-    names = ("input_layernorm", "post_attention_layernorm", "self_attn.q_proj", "self_attn.k_proj",
-             "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
-    return [f"model.layers.{index}.{n}.weight" for n in names]
-
-
 def test_hub_ids_are_told_from_local_paths(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "runs" / "llama").mkdir(parents=True)
@@ -83,7 +59,7 @@ def test_hub_ids_are_told_from_local_paths(tmp_path, monkeypatch):
 def test_sharded_block_equals_local_and_only_its_bytes_are_fetched(hub, hf_from_meta):
     lm = FrozenLM.from_checkpoint("hf://org/llama-gqa", layers=[-1])
     _same_block(lm, FrozenLM.from_checkpoint(hf_from_meta.path, layers=[-1]))
-    assert hub.bytes_served == _safetensors_expected_bytes(hf_from_meta.path, _llama_layer_keys(2))
+    assert hub.bytes_served == expected_safetensors_bytes(hf_from_meta.path, llama_layer_keys(2))
     ranged = [r for r in hub.gets if r[2] is not None]
     assert len(hub.gets) - len(ranged) == 2  # config.json and the index, whole
     assert lm.fingerprint["path"].startswith("hf://org/llama-gqa@")
@@ -107,10 +83,10 @@ def test_offline_run_reads_only_the_cache(hub, hf_from_meta, monkeypatch):
 
 
 def test_single_file_safetensors_with_pretrained_final_norm(hub, hf_llama_mha):
-    keys = [k for i in (0, 1) for k in _llama_layer_keys(i)] + ["model.norm.weight"]
+    keys = [k for i in (0, 1) for k in llama_layer_keys(i)] + ["model.norm.weight"]
     lm = FrozenLM.from_checkpoint("hf://org/llama-mha@main", layers=[0, 1], final_norm="pretrained")
     _same_block(lm, FrozenLM.from_checkpoint(hf_llama_mha.path, layers=[0, 1], final_norm="pretrained"))
-    assert hub.bytes_served == _safetensors_expected_bytes(hf_llama_mha.path, keys)
+    assert hub.bytes_served == expected_safetensors_bytes(hf_llama_mha.path, keys)
     assert read_lm_config("hf://org/llama-mha") == read_lm_config(hf_llama_mha.path)
 
 
@@ -155,7 +131,7 @@ def test_a_dropped_connection_resumes_where_it_broke(hub, hf_from_meta):
     lm = FrozenLM.from_checkpoint("hf://org/llama-gqa", layers=[-1])
     _same_block(lm, FrozenLM.from_checkpoint(hf_from_meta.path, layers=[-1]))
     assert hub.drops_left == 0
-    assert hub.bytes_served == _safetensors_expected_bytes(hf_from_meta.path, _llama_layer_keys(2))  # no byte twice
+    assert hub.bytes_served == expected_safetensors_bytes(hf_from_meta.path, llama_layer_keys(2))  # no byte twice
 
 
 def test_a_connection_that_keeps_dropping_fails_cleanly_and_the_next_run_resumes(hub, hf_from_meta):
@@ -166,7 +142,7 @@ def test_a_connection_that_keeps_dropping_fails_cleanly_and_the_next_run_resumes
     hub.drops_left = 0
     _same_block(FrozenLM.from_checkpoint("hf://org/llama-gqa", layers=[-1]),
                 FrozenLM.from_checkpoint(hf_from_meta.path, layers=[-1]))
-    assert hub.bytes_served == _safetensors_expected_bytes(hf_from_meta.path, _llama_layer_keys(2))
+    assert hub.bytes_served == expected_safetensors_bytes(hf_from_meta.path, llama_layer_keys(2))
 
 
 @pytest.mark.parametrize("path, message", [
@@ -187,7 +163,7 @@ def test_inspect_reports_the_plan_before_fetching(hub, hf_from_meta):
     plans = []
     plan = plan_checkpoint("hf://org/llama-gqa", [-1])
     headers_only = hub.bytes_served
-    tensor_bytes = _safetensors_expected_bytes(hf_from_meta.path, _llama_layer_keys(2)) - headers_only
+    tensor_bytes = expected_safetensors_bytes(hf_from_meta.path, llama_layer_keys(2)) - headers_only
     assert plan["tensor_bytes"] == plan["bytes_to_fetch"] == tensor_bytes
     assert plan["weights_bytes"] == json.loads((hf_from_meta.path / "model.safetensors.index.json").read_text())[
         "metadata"]["total_size"]

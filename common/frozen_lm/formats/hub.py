@@ -30,7 +30,7 @@ from .hub_ref import HubRef, parse_hub_path
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
 PICKLED_FILES = ("pytorch_model.bin.index.json", "pytorch_model.bin", "params.json")
-GGUF_HEADER_BYTES = 1 << 20  # first prefix tried for a GGUF header (doubled while too short)
+GGUF_HEADER_BYTES = 4 << 20  # first prefix tried for a GGUF header, doubled while too short (LLaMA-2: 0.7 MiB)
 MAX_SAFETENSORS_HEADER = 100 << 20  # the safetensors library's own limit
 
 
@@ -295,11 +295,12 @@ class HubGGUFReader(_HubReader, GGUFCheckpointReader):
             commit, meta = _resolve_commit(ref)
             self._init_hub(ref, commit)
             self._part_file = PartialFile.open(ref.repo_id, commit, ref.path_in_repo, meta)
-            self._fetch_gguf_header()
-            super().__init__(self._part_file.path)
+            parsed = self._fetch_gguf_header()
+            super().__init__(self._part_file.path, parsed)
 
-    def _fetch_gguf_header(self) -> None:
-        """Fetch growing prefixes until the whole metadata + tensor-info table lies inside the fetched prefix."""
+    def _fetch_gguf_header(self):
+        """Fetch growing prefixes until the whole metadata + tensor-info table lies inside the fetched prefix;
+        returns the ``gguf.GGUFReader`` of the mirror (parsing a large tokenizer table takes seconds)."""
         part = self._part_file
         prefix = min(part.size, GGUF_HEADER_BYTES)
         while True:
@@ -309,11 +310,13 @@ class HubGGUFReader(_HubReader, GGUFCheckpointReader):
             try:
                 import gguf
 
-                complete = gguf.GGUFReader(part.path).data_offset <= prefix
+                parsed = gguf.GGUFReader(part.path)
             except Exception:  # the table runs past the prefix into the (zero) hole
-                complete = False
-            if complete:
-                return
+                parsed = None
+            if parsed is not None and parsed.data_offset <= prefix:
+                if parsed.byte_order != "I":
+                    raise CheckpointError(f"{part.uri}: byte-swapped (big-endian) GGUF files are not supported")
+                return parsed
             if prefix >= part.size:
                 open_gguf(part.path)  # raises the parse error as a CheckpointError
                 raise CheckpointError(f"{part.uri}: GGUF tensor data starts past the end of the file")

@@ -108,8 +108,19 @@ class PartialFile:
         if meta.size is None:
             raise CheckpointError(f"hf://{repo_id}@{commit}/{filename}: the server gave no file size")
         part = cls(repo_id, commit, filename, int(meta.size), meta.etag, [])
-        part._save()
+        with part._lock():  # another process may have recorded ranges meanwhile: never overwrite them
+            state = _read_state(_sidecar(path))
+            if state is not None and (state["size"], state["etag"]) == (part.size, part.etag):
+                part.ranges = merge_ranges(state["ranges"])
+            else:
+                part._save()
         return part
+
+    def _lock(self):
+        from filelock import FileLock
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.path) + ".lock")
 
     @property
     def path(self) -> Path:
@@ -146,10 +157,7 @@ class PartialFile:
         wanted = [(max(0, a), min(self.size, b)) for a, b in wanted]
         if not self.missing(wanted):
             return 0
-        from filelock import FileLock
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(self.path) + ".lock"):
+        with self._lock():
             state = _read_state(_sidecar(self.path))  # another process may have fetched meanwhile
             same = state is not None and state["size"] == self.size and state["etag"] == self.etag
             self.ranges = merge_ranges(state["ranges"]) if same else []
