@@ -5,6 +5,7 @@ Serves ``/{org}/{name}/resolve/{revision}/{path}`` (HEAD and GET) over local fol
 (``X-Error-Code``: ``RepoNotFound``, ``GatedRepo``, ``RevisionNotFound``, ``EntryNotFound``). GET honours one
 ``Range: bytes=a-b`` (206 + ``Content-Range``) unless ``ignore_range`` is set. ``drop_after`` bytes into a ranged
 body, ``drops_left`` times, the connection is cut. Every request and every body byte written is counted.
+``expected_safetensors_bytes``: what fetching some tensors of a safetensors checkpoint must cost, from the local files.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class HubServer:
     drop_after: int | None = None
     drops_left: int = 0
     _etags: dict[Path, str] = field(default_factory=dict)
+    _count_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add_repo(self, repo_id: str, root: Path, gated: bool = False) -> str:
         """Serve folder ``root`` as ``repo_id`` (branch ``main``); returns its (made-up, stable) commit."""
@@ -125,7 +127,8 @@ class HubServer:
         try:
             h.wfile.write(body)
             h.wfile.flush()
-            self.bytes_served += len(body)
+            with self._count_lock:
+                self.bytes_served += len(body)
         except OSError:  # the client hung up (e.g. after refusing a 200)
             pass
         if cut:

@@ -151,9 +151,11 @@ def test_a_connection_that_keeps_dropping_fails_cleanly_and_the_next_run_resumes
     ("hf://org/llama-gqa@no-such-branch", "revision 'no-such-branch' does not exist"),
     ("hf://org/opt-bin", r"only pickled weights \(pytorch_model.bin\)"),
     ("hf://org/tiny-gguf/missing.gguf", "file not found"),
-    ("hf://org/llama-gqa/sub", "file not found"),
+    ("hf://org/llama-gqa/sub", "no config.json there"),
+    ("hf://org/meta", r"a Meta checkpoint \(params.json"),
 ])
-def test_hub_problems_are_one_line(hub, path, message):
+def test_hub_problems_are_one_line(hub, meta_dir, path, message):
+    hub.add_repo("org/meta", meta_dir)
     with pytest.raises(CheckpointError, match=message) as info:
         FrozenLM.from_checkpoint(path, layers=[-1])
     assert "\n" not in str(info.value) and path.split("@")[0] in str(info.value)
@@ -171,3 +173,17 @@ def test_inspect_reports_the_plan_before_fetching(hub, hf_from_meta):
     assert plans == [plan] and hub.bytes_served == headers_only + tensor_bytes
     assert report["hub"]["bytes_fetched"] == tensor_bytes and report["bytes_read"] == tensor_bytes
     assert report["sha256"] == inspect_checkpoint(hf_from_meta.path, [-1])["sha256"]
+
+
+def test_a_task_accepts_a_hub_llm_path():
+    import argparse
+
+    from common.engine.errors import ConfigError
+    from common.frozen_lm import add_llm_args
+    from common.task import Task
+
+    parser = argparse.ArgumentParser()
+    add_llm_args(parser)
+    Task.check_args(None, parser.parse_args(["--llm-variant", "frozen", "--llm-path", "hf://org/name@main"]))
+    with pytest.raises(ConfigError, match="no such file or directory"):
+        Task.check_args(None, parser.parse_args(["--llm-variant", "frozen", "--llm-path", "./org/name"]))

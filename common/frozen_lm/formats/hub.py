@@ -89,7 +89,7 @@ def _download(ref: HubRef, filename: str, revision: str | None) -> Path:
                                 cache_dir=constants.HF_HUB_CACHE, endpoint=hub_endpoint()))
 
 
-def _exists(ref: HubRef, commit: str, filename: str) -> bool:
+def _exists(ref: HubRef, commit: str | None, filename: str) -> bool:
     """Whether ``filename`` exists at ``commit`` (a HEAD request; False on 404)."""
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
     from huggingface_hub.errors import RemoteEntryNotFoundError
@@ -104,15 +104,22 @@ def _exists(ref: HubRef, commit: str, filename: str) -> bool:
 
 def _hf_snapshot(ref: HubRef) -> tuple[str, Path]:
     """(commit, mirror dir holding config.json and, when sharded, the index); refuses pickled-only repos."""
-    config = _download(ref, CONFIG_FILE, ref.revision)
+    from huggingface_hub.errors import RemoteEntryNotFoundError
+
+    try:
+        config = _download(ref, CONFIG_FILE, ref.revision)
+    except RemoteEntryNotFoundError:
+        if _exists(ref, ref.revision, "params.json"):
+            raise CheckpointError(f"{ref.uri()}: a Meta checkpoint (params.json + consolidated.*.pth, pickled) cannot "
+                                  "be read partially and safely: download it and pass the local directory") from None
+        raise CheckpointError(f"{ref.uri()}: no {CONFIG_FILE} there (for a GGUF repo, name the file: "
+                              f"hf://{ref.repo_id}/<file>.gguf)") from None
     commit = config.parents[len(Path(ref.subfolder).parts) if ref.subfolder else 0].name  # snapshots/{commit}/
     local = mirror_root(ref.repo_id) / commit / (ref.subfolder or "")
     local.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(config, local / CONFIG_FILE)
     if (local / INDEX_FILE).is_file() or (local / (SINGLE_FILE + ".ranges.json")).is_file():
         return commit, local  # this commit's layout is known (commits are immutable): no request
-    from huggingface_hub.errors import RemoteEntryNotFoundError
-
     try:
         shutil.copyfile(_download(ref, INDEX_FILE, commit), local / INDEX_FILE)
         return commit, local
