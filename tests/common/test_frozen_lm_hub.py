@@ -187,3 +187,34 @@ def test_a_task_accepts_a_hub_llm_path():
     Task.check_args(None, parser.parse_args(["--llm-variant", "frozen", "--llm-path", "hf://org/name@main"]))
     with pytest.raises(ConfigError, match="no such file or directory"):
         Task.check_args(None, parser.parse_args(["--llm-variant", "frozen", "--llm-path", "./org/name"]))
+
+
+def test_a_tensor_read_on_its_own_is_fetched_first_and_errors_name_the_hub_file(hub, hf_from_meta):
+    from safetensors import safe_open
+
+    from common.frozen_lm import open_checkpoint
+
+    key = "model.layers.0.mlp.up_proj.weight"
+    shard = json.loads((hf_from_meta.path / "model.safetensors.index.json").read_text())["weight_map"][key]
+    with open_checkpoint("hf://org/llama-gqa") as reader:
+        assert reader.file_of(key) == f"hf://org/llama-gqa@{reader.commit}/{shard}"
+        with safe_open(str(hf_from_meta.path / shard), framework="pt") as local:
+            expected = local.get_tensor(key)
+        assert torch.equal(reader.read(key), expected)
+        assert reader.bytes_fetched > expected.nbytes  # its shard's header, then the tensor
+
+
+def test_adapters_from_a_hub_path_and_the_engine_exit_code(hub):
+    from common.engine.errors import LLMCheckpointError
+    from common.engine.loop import create_model
+    from common.frozen_lm import LLMAdapter, LLMSpec
+
+    adapter = LLMAdapter.from_spec(32, LLMSpec(variant="frozen", path="hf://org/llama-gqa"))
+    assert adapter(torch.randn(2, 5, 32)).shape == (2, 5, 32)
+    hub.reset_counts()  # the MLP control needs only the dims: config.json, no tensor byte
+    LLMAdapter.from_spec(32, LLMSpec(variant="mlp", path="hf://org/llama-mha"))
+    assert [r[1].rsplit("/", 1)[-1] for r in hub.gets] == ["config.json"]
+    spec = LLMSpec(variant="frozen", path="hf://org/gated")
+    with pytest.raises(LLMCheckpointError, match="^--llm-path: hf://org/gated: gated repository") as info:
+        create_model(lambda args: LLMAdapter.from_spec(32, spec), None)
+    assert info.value.exit_code == 5

@@ -154,16 +154,10 @@ class _HubReader:
     def _tensor_range(self, key: str) -> tuple[PartialFile, int, int]:
         raise NotImplementedError
 
-    def _files(self) -> list[PartialFile]:
-        raise NotImplementedError
-
     # ---- fetching ---------------------------------------------------------------------------------------------
     def fetch(self, keys, what: str) -> int:
         """Fetch the byte ranges of ``keys`` not yet cached (one merged request per run of adjacent tensors)."""
-        by_file: dict[str, tuple[PartialFile, list]] = {}
-        for key in keys:
-            part, start, end = self._tensor_range(key)
-            by_file.setdefault(part.filename, (part, []))[1].append((start, end))
+        by_file = self._ranges_by_file(keys)
         total = sum(sum(b - a for a, b in part.missing(r)) for part, r in by_file.values())
         if not total:
             return 0
@@ -175,6 +169,13 @@ class _HubReader:
                 fetched += part.ensure(ranges, bar)
         self.bytes_fetched += fetched
         return fetched
+
+    def _ranges_by_file(self, keys) -> dict[str, tuple[PartialFile, list[tuple[int, int]]]]:
+        by_file: dict[str, tuple[PartialFile, list]] = {}
+        for key in keys:
+            part, start, end = self._tensor_range(key)
+            by_file.setdefault(part.filename, (part, []))[1].append((start, end))
+        return by_file
 
     def _checked_sources(self, index: int | None) -> dict[str, str]:
         if index is None:
@@ -208,13 +209,8 @@ class _HubReader:
         groups = [self._checked_sources(i) for i in resolve_layers(layers, self.config.n_layers)]
         if final_norm == "pretrained":
             groups.append(self._checked_sources(None))
-        by_file: dict[str, tuple[PartialFile, list]] = {}
-        for sources in groups:
-            for key in sources.values():
-                part, start, end = self._tensor_range(key)
-                by_file.setdefault(part.filename, (part, []))[1].append((start, end))
         files = []
-        for part, ranges in by_file.values():
+        for part, ranges in self._ranges_by_file([key for sources in groups for key in sources.values()]).values():
             merged = merge_ranges(ranges)
             files.append({"file": part.filename, "file_bytes": part.size, "ranges": [list(r) for r in merged],
                           "bytes": sum(b - a for a, b in merged),
@@ -280,9 +276,10 @@ class HubHFReader(_HubReader, HFReader):
         return part, start, end
 
     def file_of(self, key: str | None = None) -> str:
-        text = super().file_of(key)
-        root = str(mirror_root(self.ref.repo_id) / self.commit) + "/"
-        return text.replace(root, f"hf://{self.ref.repo_id}@{self.commit}/")
+        text, root = super().file_of(key), str(mirror_root(self.ref.repo_id) / self.commit)
+        if text == root or text.startswith(root + "/"):
+            return f"hf://{self.ref.repo_id}@{self.commit}{text[len(root):]}"
+        return text
 
     def weights_bytes(self) -> int:
         index = self._root / INDEX_FILE
