@@ -28,6 +28,7 @@ from torch import nn
 from common.engine import distributed, loop, optim
 from common.engine.errors import ConfigError
 from common.frozen_lm import LLMSpec
+from common.frozen_lm.formats import is_hub_path
 from image_cls.data.build import TaskData, build_task_data
 from image_cls.data.imagenet import DataPathError
 from image_cls.data.loaders import build_train_val_loaders, check_pipeline_config
@@ -60,7 +61,7 @@ def _check_args(args: argparse.Namespace) -> None:
         spec = LLMSpec.from_config(args)
     except ValueError as err:
         raise ConfigError(str(err)) from err
-    if spec.enabled and not Path(spec.path).exists():
+    if spec.enabled and not (Path(spec.path).exists() or is_hub_path(spec.path)):
         raise ConfigError(f"--llm-path {spec.path}: no such file or directory")
     try:
         check_pipeline_config(args)
