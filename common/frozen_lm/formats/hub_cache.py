@@ -13,6 +13,12 @@ Endpoint, token, offline mode, cache root, timeouts, errors and the HTTP client 
 refused before its body is read. A transfer cut mid-range resumes from the last byte received (a few tries,
 bounded); what was received stays recorded, so the next run resumes too. A file lock serialises fetches of one
 file, so the ranks of a multi-GPU job that start together fetch once and then read the mirror.
+
+Why not the other ``huggingface_hub`` helpers: ``HfFileSystem`` resolves paths through the ``/api`` endpoints, keeps
+ranges in memory only, reads a range with one non-streamed GET (no resume) and takes whatever comes back (a server
+that ignores ``Range`` hands it the whole file); ``http_get`` answers a ``200`` to a ranged request by truncating the
+target file and downloading everything; ``HfApi.parse_safetensors_file_metadata`` fetches a speculative 100 kB
+and has no disk cache. The small JSON files do go through ``hf_hub_download`` (see ``hub.py``).
 """
 
 from __future__ import annotations
