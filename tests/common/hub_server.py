@@ -3,9 +3,10 @@
 Serves ``/{org}/{name}/resolve/{revision}/{path}`` (HEAD and GET) over local folders, with the headers
 ``huggingface_hub`` reads (``X-Repo-Commit``, ``ETag``, ``Content-Length``) and the Hub's error codes
 (``X-Error-Code``: ``RepoNotFound``, ``GatedRepo``, ``RevisionNotFound``, ``EntryNotFound``). GET honours one
-``Range: bytes=a-b`` (206 + ``Content-Range``) unless ``ignore_range`` is set. ``drop_after`` bytes into a ranged
-body, ``drops_left`` times, the connection is cut. Every request and every body byte written is counted.
-``expected_safetensors_bytes``: what fetching some tensors of a safetensors checkpoint must cost, from the local files.
+``Range: bytes=a-b`` (206 + ``Content-Range``) unless ``ignore_range`` is set. Faults: ``drop_after`` bytes into a
+ranged body, ``drops_left`` times, the connection is cut; ``fails_left`` ranged GETs get a 503. Every request and
+every body byte written is counted. ``expected_safetensors_bytes``: what fetching some tensors of a safetensors
+checkpoint must cost, computed from the local files.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class HubServer:
     ignore_range: bool = False
     drop_after: int | None = None
     drops_left: int = 0
+    fails_left: int = 0  # ranged GETs answered 503 before the real answer
     _etags: dict[Path, str] = field(default_factory=dict)
     _count_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -107,6 +109,9 @@ class HubServer:
             if found is None or int(found.group(1)) > int(found.group(2)) or int(found.group(2)) >= size:
                 return self._error(h, 416, None)
             start, end, status = int(found.group(1)), int(found.group(2)) + 1, 206
+            if self.fails_left > 0:
+                self.fails_left -= 1
+                return self._error(h, 503, None)
         h.send_response(status)
         h.send_header("X-Repo-Commit", repo.commit)
         h.send_header("ETag", '"' + self._etag(file) + '"')

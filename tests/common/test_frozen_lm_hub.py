@@ -145,6 +145,16 @@ def test_a_connection_that_keeps_dropping_fails_cleanly_and_the_next_run_resumes
     assert hub.bytes_served == expected_safetensors_bytes(hf_from_meta.path, llama_layer_keys(2))
 
 
+def test_a_busy_server_is_tried_again_then_given_up_on(hub, hf_from_meta):
+    hub.fails_left = 2
+    _same_block(FrozenLM.from_checkpoint("hf://org/llama-gqa", layers=[-1]),
+                FrozenLM.from_checkpoint(hf_from_meta.path, layers=[-1]))
+    assert hub.fails_left == 0
+    hub.fails_left = 10_000
+    with pytest.raises(CheckpointError, match=r"bytes 0-8 after 4 tries \(HTTP 503\)"):
+        FrozenLM.from_checkpoint("hf://org/llama-gqa", layers=[0])
+
+
 @pytest.mark.parametrize("path, message", [
     ("hf://org/missing", "repository not found"),
     ("hf://org/gated", "gated repository"),

@@ -34,6 +34,11 @@ from ..errors import CheckpointError
 CACHE_SUBDIR = "frozen-lm-ranges"
 MAX_TRIES = 4  # per range: the first request and up to three resumes
 RETRY_WAIT_S = 0.5  # times the try number
+RETRY_STATUS = (408, 429, 500, 502, 503, 504)  # answered like a broken transfer: wait, then try again
+
+
+class _Transient(Exception):
+    """A response worth another try (see ``RETRY_STATUS``)."""
 
 
 def hub_endpoint() -> str:
@@ -216,6 +221,8 @@ class PartialFile:
                 if pos == end:
                     return end - start
                 error = f"the connection closed after {pos - start} of {end - start} bytes"
+            except _Transient as exc:
+                error = str(exc)
             except httpx2.TransportError as exc:
                 error = f"{type(exc).__name__}: {exc}"
             finally:
@@ -224,6 +231,8 @@ class PartialFile:
                               f"({error}); {pos - start} bytes of it are kept in the cache, run again to resume")
 
     def _check_response(self, response, start: int, end: int) -> None:
+        if response.status_code in RETRY_STATUS:
+            raise _Transient(f"HTTP {response.status_code}")
         if response.status_code >= 400:
             from huggingface_hub.utils import hf_raise_for_status
 
