@@ -145,6 +145,16 @@ def test_a_connection_that_keeps_dropping_fails_cleanly_and_the_next_run_resumes
     assert hub.bytes_served == expected_safetensors_bytes(hf_from_meta.path, llama_layer_keys(2))
 
 
+def test_a_gated_repo_opens_with_hf_token(hub, hf_llama_mha, monkeypatch):
+    from hub_server import TOKEN
+
+    with pytest.raises(CheckpointError, match="gated repository"):
+        FrozenLM.from_checkpoint("hf://org/gated", layers=[-1])
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    _same_block(FrozenLM.from_checkpoint("hf://org/gated", layers=[-1]),
+                FrozenLM.from_checkpoint(hf_llama_mha.path, layers=[-1]))
+
+
 def test_a_busy_server_is_tried_again_then_given_up_on(hub, hf_from_meta):
     hub.fails_left = 2
     _same_block(FrozenLM.from_checkpoint("hf://org/llama-gqa", layers=[-1]),
