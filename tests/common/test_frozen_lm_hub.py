@@ -222,6 +222,12 @@ def test_a_tensor_read_on_its_own_is_fetched_first_and_errors_name_the_hub_file(
             expected = local.get_tensor(key)
         assert torch.equal(reader.read(key), expected)
         assert reader.bytes_fetched > expected.nbytes  # its shard's header, then the tensor
+        hub.reset_counts()
+        assert len(reader.read_layer(1)) == 9  # one layer at once: per shard, its (adjacent) tensors in one request
+        weight_map = json.loads((hf_from_meta.path / "model.safetensors.index.json").read_text())["weight_map"]
+        shards = {weight_map[k] for k in llama_layer_keys(1)}
+        headers = [r for r in hub.gets if r[2] == "bytes=0-7"]
+        assert len(hub.gets) == 2 * len(headers) + len(shards)
 
 
 def test_adapters_from_a_hub_path_and_the_engine_exit_code(hub):

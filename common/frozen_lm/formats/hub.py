@@ -191,6 +191,11 @@ class _HubReader:
             self.fetch(self._checked_sources(index).values(), f"layer {index}")
         yield from super().iter_layer(index)
 
+    def read_layer(self, index: int):
+        with hub_errors(self.ref):
+            self.fetch(self._checked_sources(index).values(), f"layer {index}")
+        return super().read_layer(index)
+
     def read_final_norm(self):
         with hub_errors(self.ref):
             self.fetch(self._checked_sources(None).values(), "final norm")
