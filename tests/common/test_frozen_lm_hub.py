@@ -5,6 +5,7 @@ the server must have sent the JSON files, the headers and the requested tensors'
 from __future__ import annotations
 
 import json
+import struct
 
 import numpy as np
 import pytest
@@ -244,3 +245,27 @@ def test_adapters_from_a_hub_path_and_the_engine_exit_code(hub):
     with pytest.raises(LLMCheckpointError, match="^--llm-path: hf://org/gated: gated repository") as info:
         create_model(lambda args: LLMAdapter.from_spec(32, spec), None)
     assert info.value.exit_code == 5
+
+
+def test_a_corrupt_or_foreign_gguf_costs_a_bounded_prefix(hub, gguf_from_meta, tmp_path, monkeypatch):
+    import gguf
+
+    monkeypatch.setattr(hub_mod, "GGUF_HEADER_BYTES", 256)
+    monkeypatch.setattr(hub_mod, "MAX_GGUF_HEADER", 1024)
+    assert gguf.GGUFReader(gguf_from_meta).data_offset > 1024
+    data = gguf_from_meta.read_bytes()
+    (tmp_path / "bad").mkdir()
+    n_keys = struct.unpack("<Q", data[16:24])[0]
+    (tmp_path / "bad" / "shifted.gguf").write_bytes(data[:16] + struct.pack("<Q", n_keys + 3) + data[24:])
+    (tmp_path / "bad" / "absurd.gguf").write_bytes(data[:8] + struct.pack("<Q", 10**9) + data[16:])
+    (tmp_path / "bad" / "not.gguf").write_bytes(b"PK\x03\x04" + bytes(4096))
+    hub.add_repo("org/bad", tmp_path / "bad")
+    with pytest.raises(CheckpointError, match="no complete GGUF header in the first 1,024 bytes"):
+        FrozenLM.from_checkpoint("hf://org/bad/shifted.gguf")
+    assert hub.bytes_served == 1024
+    hub.reset_counts()
+    with pytest.raises(CheckpointError, match="implausible GGUF header"):
+        FrozenLM.from_checkpoint("hf://org/bad/absurd.gguf")
+    assert hub.bytes_served == 256
+    with pytest.raises(CheckpointError, match="not a GGUF file"):
+        FrozenLM.from_checkpoint("hf://org/bad/not.gguf")

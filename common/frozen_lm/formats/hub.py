@@ -32,6 +32,7 @@ SINGLE_FILE = "model.safetensors"
 PICKLED_FILES = ("pytorch_model.bin.index.json", "pytorch_model.bin", "params.json")
 GGUF_HEADER_BYTES = 4 << 20  # first prefix tried for a GGUF header, doubled while too short (LLaMA-2: 0.7 MiB)
 MAX_SAFETENSORS_HEADER = 100 << 20  # the safetensors library's own limit
+MAX_GGUF_HEADER = 256 << 20  # a GGUF whose metadata runs past this is refused (Llama-3's is under 10 MiB)
 
 
 @contextlib.contextmanager
@@ -316,6 +317,11 @@ class HubGGUFReader(_HubReader, GGUFCheckpointReader):
             self.bytes_fetched += part.ensure([(0, prefix)])
             if part.read(0, min(4, part.size)) != GGUF_MAGIC:
                 raise CheckpointError(f"{part.uri}: not a GGUF file (no GGUF magic)")
+            if part.size >= 24:  # the counts bound the table: refuse absurd ones before parsing (corrupt/big-endian)
+                n_tensors, n_keys = struct.unpack("<QQ", part.read(8, 24))
+                if n_tensors * 24 + n_keys * 12 > MAX_GGUF_HEADER:
+                    raise CheckpointError(f"{part.uri}: implausible GGUF header ({n_tensors:,} tensors, {n_keys:,} "
+                                          "metadata keys): corrupt or big-endian")
             try:
                 import gguf
 
@@ -329,6 +335,9 @@ class HubGGUFReader(_HubReader, GGUFCheckpointReader):
             if prefix >= part.size:
                 open_gguf(part.path)  # raises the parse error as a CheckpointError
                 raise CheckpointError(f"{part.uri}: GGUF tensor data starts past the end of the file")
+            if prefix >= MAX_GGUF_HEADER:
+                raise CheckpointError(f"{part.uri}: no complete GGUF header in the first {prefix:,} bytes "
+                                      "(corrupt, or not a GGUF model)")
             prefix = min(part.size, prefix * 2)
 
     def _tensor_range(self, key: str) -> tuple[PartialFile, int, int]:
