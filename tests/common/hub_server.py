@@ -132,11 +132,11 @@ class HubServer:
         if cut:
             self.drops_left -= 1
             body = body[:self.drop_after]
+        with self._count_lock:  # counted before sending: the client may go on before this thread runs again
+            self.bytes_served += len(body)
         try:
             h.wfile.write(body)
             h.wfile.flush()
-            with self._count_lock:
-                self.bytes_served += len(body)
         except OSError:  # the client hung up (e.g. after refusing a 200)
             pass
         if cut:
