@@ -115,7 +115,9 @@ class Task(ABC):
             spec = LLMSpec.from_config(args)
         except ValueError as err:
             raise ConfigError(str(err)) from err
-        if spec.enabled and not Path(spec.path).exists():
+        from common.frozen_lm.formats import is_hub_path
+
+        if spec.enabled and not (Path(spec.path).exists() or is_hub_path(spec.path)):
             from common.engine.errors import LLMCheckpointError
 
             raise LLMCheckpointError(f"--llm-path: {spec.path}: no such file or directory")

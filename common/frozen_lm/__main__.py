@@ -1,11 +1,14 @@
 """Command line: inspect a checkpoint's block, or run block(s) on tokens stored in a .npy file.
 
-    python -m common.frozen_lm inspect CKPT [--layers -1] [--final-norm unit]
+    python -m common.frozen_lm inspect CKPT [--layers -1] [--final-norm unit] [--dry-run]
     python -m common.frozen_lm apply CKPT --layers 31 --input x.npy --output y.npy [--mask m.npy]
                                           [--final-norm unit] [--dtype float32] [--batch-size 0]
 
 ``inspect`` reads only the requested layers (strictly) and prints JSON: family, format, dim, n_layers, n_heads,
 n_kv_heads, ffn_hidden, norm_eps, layers, params_per_layer, tensors_read, bytes_read, sha256, ...
+CKPT may be a Hugging Face Hub model (``hf://org/name[@rev][/file.gguf]``): ``inspect`` then prints the fetch plan
+(files, byte ranges, bytes to fetch) on stderr before fetching, a progress bar while fetching, and adds ``hub`` to
+the JSON; ``--dry-run`` prints only the plan (as JSON; only headers are fetched).
 ``apply`` maps an (N, dim) or (B, N, dim) float array to an array of the same shape and dtype; ``--mask`` is a
 (B, N) / (N,) bool array, True = padding. Errors print one ``error: ...`` line on stderr and exit with 2.
 """
@@ -20,7 +23,7 @@ import numpy as np
 import torch
 
 from .errors import CheckpointError
-from .formats import inspect_checkpoint
+from .formats import inspect_checkpoint, plan_checkpoint
 from .model import DTYPES, FINAL_NORMS, FrozenLM
 
 
@@ -38,9 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_text in (("inspect", "print the block config and what was read, as JSON"),
                             ("apply", "run the block(s) on a .npy array of tokens")):
         p = sub.add_parser(name, help=help_text)
-        p.add_argument("checkpoint", help="Meta or Hugging Face checkpoint directory, or a .gguf file")
+        p.add_argument("checkpoint", help="Meta or Hugging Face checkpoint directory, a .gguf file, or a Hub "
+                                          "model hf://org/name[@revision][/file.gguf]")
         p.add_argument("--layers", nargs="+", default=["-1"], help="layer indices, negatives from the end")
         p.add_argument("--final-norm", choices=FINAL_NORMS, default="unit")
+        if name == "inspect":
+            p.add_argument("--dry-run", action="store_true",
+                           help="Hub models: print the fetch plan (JSON) and stop before fetching any tensor")
         if name == "apply":
             p.add_argument("--input", required=True, help=".npy float array (N, dim) or (B, N, dim)")
             p.add_argument("--output", required=True, help=".npy file to write")
@@ -87,12 +94,26 @@ def run_apply(args: argparse.Namespace) -> dict:
             "layers": lm.layer_indices, "final_norm": args.final_norm, "sha256": lm.fingerprint["sha256"]}
 
 
+def _print_plan(plan: dict) -> None:
+    """The fetch plan of a Hub model, on stderr, before anything but headers is fetched."""
+    print(f"plan for {plan['repo']}@{plan['commit']}: {plan['tensor_bytes']:,} tensor bytes in "
+          f"{sum(len(f['ranges']) for f in plan['files'])} range(s), {plan['bytes_to_fetch']:,} to fetch "
+          f"(weights: {plan['weights_bytes']:,} bytes)", file=sys.stderr)
+    for entry in plan["files"]:
+        ranges = ", ".join(f"{a}-{b}" for a, b in entry["ranges"])
+        print(f"  {entry['file']} ({entry['file_bytes']:,} bytes): {entry['bytes']:,} bytes in [{ranges}], "
+              f"{entry['bytes_to_fetch']:,} to fetch", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit code (0 ok, 2 bad input/checkpoint)."""
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "inspect":
-            report = inspect_checkpoint(args.checkpoint, _layer_tokens(args.layers), args.final_norm)
+        if args.command == "inspect" and args.dry_run:
+            report = plan_checkpoint(args.checkpoint, _layer_tokens(args.layers), args.final_norm)
+        elif args.command == "inspect":
+            report = inspect_checkpoint(args.checkpoint, _layer_tokens(args.layers), args.final_norm,
+                                        on_plan=_print_plan)
         else:
             report = run_apply(args)
     except (CheckpointError, ValueError, OSError) as exc:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -18,7 +17,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .blocks import Block, BlockLinear, BlockNorm
 from .config import LMConfig, resolve_layers
-from .formats import open_checkpoint
+from .formats import checkpoint_location, open_checkpoint
 from .fp8 import fp8_available
 
 FINAL_NORMS = ("none", "unit", "pretrained")
@@ -125,7 +124,7 @@ class FrozenLM(nn.Module):
             lm.layer_indices = indices
             lm.load_stats = {"tensors_read": reader.tensors_read, "bytes_read": reader.bytes_read}
             lm.fingerprint = {
-                "source": "checkpoint", "path": str(Path(path).resolve()), "format": reader.format,
+                "source": "checkpoint", "path": checkpoint_location(path, reader), "format": reader.format,
                 "family": reader.config.family, "layers": indices, "final_norm": final_norm,
                 "sha256": reader.sha256, "dtype": str(dtype).removeprefix("torch."),
             }

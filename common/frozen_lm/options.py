@@ -15,7 +15,7 @@ def add_llm_args(parser: argparse.ArgumentParser, layers_help: str | None = None
     b = argparse.BooleanOptionalAction
     llm = parser.add_argument_group("frozen LLM block (common.frozen_lm.LLMSpec)")
     llm.add_argument("--llm-variant", default="none", choices=VARIANTS)
-    llm.add_argument("--llm-path", default=None, help="LLM checkpoint: Meta dir, HF dir or .gguf file")
+    llm.add_argument("--llm-path", default=None, help="LLM checkpoint: Meta dir, HF dir, .gguf file or hf://org/name")
     llm.add_argument("--llm-layers", type=int, nargs="+", default=[-1],
                      help=layers_help or "block indices, consecutive (negatives count from the end)")
     llm.add_argument("--llm-mode", default="replace", choices=MODES)

@@ -102,8 +102,8 @@ class GGUFCheckpointReader(CheckpointReader):
         "ffn.down": "ffn_down",
     }
 
-    def __init__(self, path: Path):
-        self._reader = open_gguf(path)
+    def __init__(self, path: Path, reader=None):
+        self._reader = reader if reader is not None else open_gguf(path)  # ``reader``: already parsed
         config = config_from_gguf(self._reader, path)
         self._tensors = {t.name: t for t in self._reader.tensors}
         self._arch = self._reader.get_field("general.architecture").contents()
