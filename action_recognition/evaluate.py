@@ -22,8 +22,7 @@ from action_recognition.data import build_test_dataset
 from action_recognition.options import build_parser as build_train_parser
 from action_recognition.options import check_args
 from action_recognition.train import create_model, eval_loader, make_evaluate_fn
-from common.engine import checkpoint, distributed, loop, rng
-from common.engine import logging as runlog
+from common.engine import checkpoint, loop, runner
 from common.engine.errors import ConfigError
 
 log = logging.getLogger("action_recognition.evaluate")
@@ -39,9 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(args: argparse.Namespace) -> dict[str, float]:
     """Load the weights (``--resume`` engine checkpoint, else ``--finetune``) and evaluate; returns the metrics."""
     check_args(args)
-    info = distributed.init_distributed(args.device)
-    runlog.setup_logging(info.rank)
-    rng.seed_everything(args.seed, info.rank)
+    info = runner.setup_evaluation(args)
     if args.total_batch_size is not None:  # a preset's total batch, shared out (no divisibility needed here)
         args.batch_size = max(1, args.total_batch_size // (info.world_size * args.accum_iter))
     resume = checkpoint.resolve_resume(args.resume, args.output_dir)

@@ -16,8 +16,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from common.engine import checkpoint, distributed, loop, rng
-from common.engine import logging as runlog
+from common.engine import checkpoint, loop, runner
 from common.engine.errors import ConfigError
 from point_cloud.checkpoints import is_pretrained_state, load_finetuned, read_state_dict
 from point_cloud.train import build_parser as build_train_parser
@@ -36,10 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(args: argparse.Namespace) -> dict[str, float]:
     """Load the weights (``--resume`` engine checkpoint, else ``--ckpts``) and evaluate; returns the metrics."""
     fps_pool = check_args(args)
-    info = distributed.init_distributed(args.device)
-    runlog.setup_logging(info.rank)
-    rng.seed_everything(args.seed, info.rank)
-    log.info("rank %d/%d on %s", info.rank, info.world_size, info.device)
+    info = runner.setup_evaluation(args)
     resume = checkpoint.resolve_resume(args.resume, args.output_dir)
     if resume is None and not args.ckpts:
         raise ConfigError("nothing to evaluate: pass --resume RUN/best.pth (a point_cloud.train checkpoint) or "

@@ -113,6 +113,20 @@ def run_train(task, argv: Sequence[str] | None = None) -> None:
     loop.run_cli(lambda args: train_main(task, args), task.build_parser(), argv)
 
 
+def setup_evaluation(args: argparse.Namespace) -> distributed.DistInfo:
+    """Start of every ``<task>.evaluate``: join the process group (one shard per rank), console logging, seeds
+    (``--seed`` + rank, when the parser has it); nothing is written to the run directory."""
+    from . import logging as runlog
+    from . import rng
+
+    info = distributed.init_distributed(args.device)
+    runlog.setup_logging(info.rank)
+    if getattr(args, "seed", None) is not None:
+        rng.seed_everything(args.seed, info.rank)
+    log.info("rank %d/%d on %s", info.rank, info.world_size, info.device)
+    return info
+
+
 @dataclass
 class LoadedRun:
     """A trained run rebuilt for evaluation or analysis (eval mode, CPU)."""
