@@ -137,8 +137,10 @@ def add_common_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def make_parser(description: str) -> argparse.ArgumentParser:
-    """A parser holding the common flags; the task adds its own arguments to it."""
-    parser = argparse.ArgumentParser(description=description, allow_abbrev=False,
+    """A parser holding the common flags; the task adds its own arguments to it. A task may declare a common flag
+    again (its own default, choices and help, e.g. ``--opt`` limited to what its upstream offers): the task's
+    declaration replaces the engine's (``conflict_handler="resolve"``)."""
+    parser = argparse.ArgumentParser(description=description, allow_abbrev=False, conflict_handler="resolve",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     return add_common_args(parser)
 
