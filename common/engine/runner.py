@@ -123,7 +123,8 @@ def setup_evaluation(args: argparse.Namespace) -> distributed.DistInfo:
     runlog.setup_logging(info.rank)
     if getattr(args, "seed", None) is not None:
         rng.seed_everything(args.seed, info.rank)
-    log.info("rank %d/%d on %s", info.rank, info.world_size, info.device)
+    if info.world_size > 1:
+        log.info("rank %d/%d on %s", info.rank, info.world_size, info.device)
     return info
 
 
