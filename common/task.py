@@ -155,6 +155,19 @@ class Task(ABC):
         """Preset YAMLs of the paper rows and controls (``<task>/configs/*.yaml``)."""
         return sorted((self.folder / "configs").glob("*.yaml"))
 
+    @property
+    def paper_rows(self) -> dict[str, str]:
+        """Preset name -> the paper row it reproduces, from ``<task>/scripts/paper_rows.txt`` (``preset  row`` per
+        line, ``#`` comments); empty when the task has no such file."""
+        path = self.folder / "scripts" / "paper_rows.txt"
+        rows: dict[str, str] = {}
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                if line.strip() and not line.lstrip().startswith("#"):
+                    preset, _, row = line.strip().partition(" ")
+                    rows[preset] = row.strip()
+        return rows
+
     def build_parser(self, description: str | None = None) -> argparse.ArgumentParser:
         from common.engine import config
 

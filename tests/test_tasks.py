@@ -73,6 +73,8 @@ def test_the_registry_lists_built_tasks_in_order():
         task = get_task(name)
         assert task.name == name and task.best_mode in ("max", "min") and task.best_metric in task.metrics
         assert task.graft and task.presets, f"{name}: graft line and presets"
+        rows = task.paper_rows
+        assert rows and set(rows) <= {p.stem for p in task.presets} and all(rows.values()), name
 
 
 def test_one_epoch_writes_the_task_into_config_and_log(trained):
