@@ -1,6 +1,7 @@
 """Evaluate a fine-tuned Point-BERT (± LLM) on the test split: overall accuracy, optionally with voting.
 
-    # a run of point_cloud.train (its resolved config rebuilds the model; the LLM comes from its llm_path)
+    # a run of point_cloud.train (the config saved in the checkpoint rebuilds the model; flags given here win)
+    python -m point_cloud.evaluate --resume runs/x/best.pth --vote [--data-path ... --llm-path ...]
     python -m point_cloud.evaluate --config runs/x/config.yaml --resume runs/x/best.pth --vote
     # a released fine-tuned checkpoint (Point-BERT's ModelNet/ScanObjectNN zoo, LM4VE ckpt-best.pth)
     python -m point_cloud.evaluate --config point_cloud/configs/scanobjectnn_hardest_baseline.yaml \\
@@ -34,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> dict[str, float]:
     """Load the weights (``--resume`` engine checkpoint, else ``--ckpts``) and evaluate; returns the metrics."""
+    if args.resume and args.config is None:  # the run's own config, from its checkpoint
+        from point_cloud.task import TASK
+
+        args = runner.evaluation_args(TASK, args, build_parser())
     fps_pool = check_args(args)
     info = runner.setup_evaluation(args)
     resume = checkpoint.resolve_resume(args.resume, args.output_dir)

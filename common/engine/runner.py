@@ -128,6 +128,26 @@ def setup_evaluation(args: argparse.Namespace) -> distributed.DistInfo:
     return info
 
 
+def evaluation_args(task, args: argparse.Namespace, parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """``<task>.evaluate --resume CKPT`` without ``--config``: the run's config saved in the checkpoint, with every
+    flag this command line set (a value other than the parser's default: ``--data-path``, ``--llm-path`` of a
+    moved checkpoint, evaluation settings) on top."""
+    path = checkpoint.resolve_resume(args.resume, args.output_dir)
+    if path is None:
+        raise ConfigError(f"--resume {args.resume}: no checkpoint to evaluate")
+    state = checkpoint.load(path)
+    saved = dict(state.get("config") or {})
+    if saved.get("task", task.name) != task.name:
+        raise CheckpointError(f"{path} is a checkpoint of task '{saved['task']}', not {task.name}")
+    task.complete_config(saved, state.get("model") or {})
+    merged = config.namespace_from_config(parser, saved)
+    for key, value in vars(args).items():
+        if key != "config" and value != parser.get_default(key):
+            setattr(merged, key, value)
+    log.info("evaluating %s with the run config it holds (+ this command line's flags)", path)
+    return merged
+
+
 @dataclass
 class LoadedRun:
     """A trained run rebuilt for evaluation or analysis (eval mode, CPU)."""
