@@ -205,3 +205,20 @@ def test_a_resumed_run_continues_from_its_checkpoint(trained):
     train(trained["task"], [*trained["argv"], "--output-dir", run_dir, "--epochs", "2", "--resume", "auto"])
     rows = [json.loads(line) for line in (run_dir / "log.txt").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [0, 1]
+
+
+def test_freeze_encoder_trains_only_the_adapter_and_the_head(trained):
+    """--freeze-encoder, every task: only the LLM adapter and ``Task.head_prefixes`` reach the optimizer."""
+    task = trained["task"]
+    out = trained["tmp"] / "frozen_encoder"
+    train(task, [*trained["argv"], "--output-dir", out, "--epochs", "1", "--freeze-encoder"])
+    state = checkpoint.load(out / "checkpoint.pth")
+    names = [n for g in state["optimizer"]["param_groups"] for n in g["param_names"]]
+    heads = [n for n in names if n.startswith(task.head_prefixes)]
+    assert heads, f"{task.name}: no parameter matches head_prefixes {task.head_prefixes} (set it on the Task)"
+    from common.frozen_lm import LLMAdapter
+
+    model = runner.load_run(task, out / "checkpoint.pth").model
+    adapters = tuple(f"{n}." for n, m in model.named_modules() if isinstance(m, LLMAdapter))
+    assert adapters and all(n.startswith((*adapters, *task.head_prefixes)) for n in names), names
+    assert any(n.startswith(adapters) for n in names)
