@@ -182,7 +182,8 @@ def test_a_truncated_checkpoint_is_a_checkpoint_error(trained, capsys):
 
 def test_a_wrong_width_checkpoint_names_the_tensor(trained, capsys):
     state = checkpoint.load(trained["out"] / "checkpoint.pth")
-    key = next(k for k, v in state["model"].items() if v.ndim == 2 and k.startswith("llm."))
+    two_d = [k for k, v in state["model"].items() if v.ndim == 2]
+    key = next((k for k in two_d if k.endswith("in_proj.weight")), two_d[0])  # the adapter's first projection
     weight = state["model"][key]
     state["model"][key] = torch.cat([weight, weight[:, :1]], dim=1)  # one input column too many
     wide = trained["tmp"] / "wide" / "checkpoint.pth"
