@@ -68,6 +68,14 @@ class Task(ABC):
         best_metric / best_mode: the ``evaluate`` key that selects ``best.pth`` and ``'max'`` or ``'min'``.
         metrics: the keys ``evaluate`` returns for the first evaluation set, main metric first (for reports).
         graft: one line naming where the LLM block sits in the model (for READMEs and ``--help``).
+        head_prefixes: parameter-name prefixes of the head after the block (``--freeze-encoder`` trains them and
+            the LLM adapter only).
+        lr_reference_batch / lr_scaled_keys: LR scaling by the global batch (DeiT 512, VideoMAE 256; adds
+            ``--unscale-lr``); None: LRs as given.
+
+    Optional hooks (defaults do nothing): ``check_args``, ``build_optimizer``, ``initialize`` (pretrained weights
+    unless resuming, SyncBN), ``complete_config`` (sizes an old checkpoint's config lacks), ``analysis_samples`` /
+    ``analysis_spec``. A task may redeclare a common flag in ``add_args`` (its declaration wins).
     """
 
     name: ClassVar[str]
