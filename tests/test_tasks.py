@@ -4,7 +4,8 @@ strictly, analyse one input, and the same bad inputs with the error family's exi
 
 A new task is covered by registering it (``<task>/task.py`` with ``TASK``) and writing its ``task_smoke.py``:
 ``smoke_argv(tmp_path, llm_dir) -> list[str]`` (tiny data in the real format + tiny model flags) and, optionally,
-``analysis_paths(tmp_path) -> list[Path]`` (inputs for ``Task.analysis_samples``).
+``analysis_paths(tmp_path) -> list[Path]`` (inputs for ``Task.analysis_samples``) and ``DATA_FLAGS`` (the flags
+whose paths the missing-data case breaks; default: every existing path of the smoke run but the LLM's).
 """
 
 from __future__ import annotations
@@ -139,20 +140,23 @@ def test_analysis_hooks_map_one_input(trained):
 
 
 # ---- the same bad inputs for every task ---------------------------------------------------------------------------
-def _replace_data_paths(argv: list[str], tmp: Path, llm_dir: Path) -> list[str]:
-    """Every existing path of the smoke run (except the LLM) pointed at a missing one."""
+def _replace_data_paths(argv: list[str], tmp: Path, llm_dir: Path, flags: tuple[str, ...] | None) -> list[str]:
+    """The data paths of the smoke run pointed at missing ones: the values of ``flags`` (``task_smoke.DATA_FLAGS``),
+    else every existing path under ``tmp`` except the LLM's."""
     out = []
-    for value in argv:
+    for i, value in enumerate(argv):
         path = Path(str(value))
-        if path.is_absolute() and path.exists() and path != Path(llm_dir) and tmp in path.parents:
-            out.append(str(tmp / "nowhere" / path.name))
+        if flags is not None:
+            chosen = i > 0 and argv[i - 1] in flags
         else:
-            out.append(value)
+            chosen = path.is_absolute() and path.exists() and path != Path(llm_dir) and tmp in path.parents
+        out.append(str(tmp / "nowhere" / path.name) if chosen else value)
     return out
 
 
 def test_a_missing_data_path_is_a_data_path_error(trained, tiny_llama_dir, capsys):
-    argv = _replace_data_paths(trained["argv"], trained["tmp"], tiny_llama_dir)
+    flags = getattr(trained["smoke"], "DATA_FLAGS", None)
+    argv = _replace_data_paths(trained["argv"], trained["tmp"], tiny_llama_dir, flags)
     assert argv != trained["argv"]
     out = trained["tmp"] / "bad_data"
     code, line = error_of(trained["task"], [*argv, "--output-dir", out, "--epochs", "1"], capsys)
