@@ -1,6 +1,7 @@
 """Evaluate a fine-tuned VideoMAE (± LLM) on SSv2's validation set with the multi-view test protocol.
 
-    # a run of action_recognition.train (its resolved config rebuilds the model; the LLM comes from its llm_path)
+    # a run of action_recognition.train (the config saved in the checkpoint rebuilds the model; flags given here win)
+    python -m action_recognition.evaluate --resume runs/x/best.pth [--data-path ... --llm-path ...]
     python -m action_recognition.evaluate --config runs/x/config.yaml --resume runs/x/best.pth
     # a released fine-tuned checkpoint (VideoMAE's SSv2 zoo; LM4VE's need the LLaMA-7B and llm_layers 15)
     python -m action_recognition.evaluate --config action_recognition/configs/ssv2_vit_s_baseline.yaml \\
@@ -22,8 +23,7 @@ from action_recognition.data import build_test_dataset
 from action_recognition.options import build_parser as build_train_parser
 from action_recognition.options import check_args
 from action_recognition.train import create_model, eval_loader, make_evaluate_fn
-from common.engine import checkpoint, distributed, loop, rng
-from common.engine import logging as runlog
+from common.engine import checkpoint, loop, runner
 from common.engine.errors import ConfigError
 
 log = logging.getLogger("action_recognition.evaluate")
@@ -38,10 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> dict[str, float]:
     """Load the weights (``--resume`` engine checkpoint, else ``--finetune``) and evaluate; returns the metrics."""
+    if args.resume and args.config is None:  # the run's own config, from its checkpoint
+        from action_recognition.task import TASK
+
+        args = runner.evaluation_args(TASK, args, build_parser())
     check_args(args)
-    info = distributed.init_distributed(args.device)
-    runlog.setup_logging(info.rank)
-    rng.seed_everything(args.seed, info.rank)
+    info = runner.setup_evaluation(args)
     if args.total_batch_size is not None:  # a preset's total batch, shared out (no divisibility needed here)
         args.batch_size = max(1, args.total_batch_size // (info.world_size * args.accum_iter))
     resume = checkpoint.resolve_resume(args.resume, args.output_dir)

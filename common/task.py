@@ -68,6 +68,14 @@ class Task(ABC):
         best_metric / best_mode: the ``evaluate`` key that selects ``best.pth`` and ``'max'`` or ``'min'``.
         metrics: the keys ``evaluate`` returns for the first evaluation set, main metric first (for reports).
         graft: one line naming where the LLM block sits in the model (for READMEs and ``--help``).
+        head_prefixes: parameter-name prefixes of the head after the block (``--freeze-encoder`` trains them and
+            the LLM adapter only).
+        lr_reference_batch / lr_scaled_keys: LR scaling by the global batch (DeiT 512, VideoMAE 256; adds
+            ``--unscale-lr``); None: LRs as given.
+
+    Optional hooks (defaults do nothing): ``check_args``, ``build_optimizer``, ``initialize`` (pretrained weights
+    unless resuming, SyncBN), ``complete_config`` (sizes an old checkpoint's config lacks), ``analysis_samples`` /
+    ``analysis_spec``. A task may redeclare a common flag in ``add_args`` (its declaration wins).
     """
 
     name: ClassVar[str]
@@ -156,6 +164,19 @@ class Task(ABC):
     def presets(self) -> list[Path]:
         """Preset YAMLs of the paper rows and controls (``<task>/configs/*.yaml``)."""
         return sorted((self.folder / "configs").glob("*.yaml"))
+
+    @property
+    def paper_rows(self) -> dict[str, str]:
+        """Preset name -> the paper row it reproduces, from ``<task>/scripts/paper_rows.txt`` (``preset  row`` per
+        line, ``#`` comments); empty when the task has no such file."""
+        path = self.folder / "scripts" / "paper_rows.txt"
+        rows: dict[str, str] = {}
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                if line.strip() and not line.lstrip().startswith("#"):
+                    preset, _, row = line.strip().partition(" ")
+                    rows[preset] = row.strip()
+        return rows
 
     def build_parser(self, description: str | None = None) -> argparse.ArgumentParser:
         from common.engine import config

@@ -32,8 +32,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from common.engine import distributed, loop
-from common.engine import logging as runlog
+from common.engine import distributed, loop, runner
 from common.engine.errors import ConfigError, EngineError
 from image_cls.checkpoints import TrainedModel, load_trained_model
 from image_cls.data.build import build_task_data, model_classes
@@ -208,8 +207,7 @@ def format_results(results: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Load the checkpoint, evaluate every requested set, write the JSON (rank 0); returns the results."""
     names = parse_sets(args.eval_sets)
-    info = distributed.init_distributed(args.device)
-    runlog.setup_logging(info.rank)
+    info = runner.setup_evaluation(args)
     overrides: dict[str, Any] = {}
     if args.config:
         try:

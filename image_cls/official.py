@@ -36,10 +36,10 @@ from common.frozen_lm import (
     LLMAdapter,
     LM4VELlama,
     LMConfig,
-    load_lm4ve_llama,
     meta_ffn_hidden,
     split_lm4ve_state_dict,
 )
+from common.frozen_lm.lm4ve import import_lm4ve
 from image_cls.models import VisionTransformerLLM
 
 # The LLaMA config the released models were built with (vit_llama.py ``llama_default_config``: LLaMA-7B,
@@ -98,14 +98,14 @@ def load_official_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor]
     fingerprint then names the official checkpoint (``source``) and the sha256 of its LLaMA tensors.
     """
     lm = _official_lm(model)
-    model_state, llama = split_official_state_dict(state)
-    norm = llama.final_norm
+    norm = state.get("llama.norm.weight")
     if lm.final_norm_mode == "unit" and norm is not None and not torch.all(norm == 1):
         # LM4VE's code never loads LLaMA's final norm (it stays 1); say so rather than advise a flag this path lacks
         raise OfficialCheckpointError("its 'llama.norm.weight' is not all ones: LM4VisualEncoding's code keeps the "
                                       "LLaMA final norm at 1, so this file was not written by it")
     try:
-        load_lm4ve_llama(lm, llama, source, origin="official_checkpoint")
+        model_state, _ = import_lm4ve(model.llm, state, source, policy="file", origin="official_checkpoint",
+                                      keep_fingerprint_if_same=False)
     except LMCheckpointError as err:
         raise OfficialCheckpointError(f"the official checkpoint: {err}") from None
     # The LM now holds the official weights; its own (current) entries complete the state dict when it is trainable.

@@ -7,7 +7,7 @@
 
 The DeiT recipe (facebookresearch/deit ``main.py``, kept by LM4VisualEncoding) on ``common.engine.runner``
 (``image_cls.task``): ``--lr`` is the LR of 512 images, scaled by the global batch / 512 for the optimizer
-(``--unscale-lr`` to use it as is); Mixup/CutMix with ``SoftTargetCrossEntropy``, else label-smoothing
+(``--unscale-lr`` to use it as is); Mixup/CutMix with soft-target cross-entropy, else label-smoothing
 cross-entropy; repeated augmentation; EMA of the trainable weights only; AMP; ``--compile``. ``OUTPUT_DIR/log.txt``
 gets one JSON line per epoch with ``task``, ``test_acc1``, ``test_acc5``, ``test_loss`` (and ``test_ema_*``), the
 LR, parameter counts and the number of unreadable images skipped that epoch (``skipped_train_images``,

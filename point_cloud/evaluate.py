@@ -1,6 +1,7 @@
 """Evaluate a fine-tuned Point-BERT (± LLM) on the test split: overall accuracy, optionally with voting.
 
-    # a run of point_cloud.train (its resolved config rebuilds the model; the LLM comes from its llm_path)
+    # a run of point_cloud.train (the config saved in the checkpoint rebuilds the model; flags given here win)
+    python -m point_cloud.evaluate --resume runs/x/best.pth --vote [--data-path ... --llm-path ...]
     python -m point_cloud.evaluate --config runs/x/config.yaml --resume runs/x/best.pth --vote
     # a released fine-tuned checkpoint (Point-BERT's ModelNet/ScanObjectNN zoo, LM4VE ckpt-best.pth)
     python -m point_cloud.evaluate --config point_cloud/configs/scanobjectnn_hardest_baseline.yaml \\
@@ -16,8 +17,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from common.engine import checkpoint, distributed, loop, rng
-from common.engine import logging as runlog
+from common.engine import checkpoint, loop, runner
 from common.engine.errors import ConfigError
 from point_cloud.checkpoints import is_pretrained_state, load_finetuned, read_state_dict
 from point_cloud.train import build_parser as build_train_parser
@@ -35,11 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> dict[str, float]:
     """Load the weights (``--resume`` engine checkpoint, else ``--ckpts``) and evaluate; returns the metrics."""
+    if args.resume and args.config is None:  # the run's own config, from its checkpoint
+        from point_cloud.task import TASK
+
+        args = runner.evaluation_args(TASK, args, build_parser())
     fps_pool = check_args(args)
-    info = distributed.init_distributed(args.device)
-    runlog.setup_logging(info.rank)
-    rng.seed_everything(args.seed, info.rank)
-    log.info("rank %d/%d on %s", info.rank, info.world_size, info.device)
+    info = runner.setup_evaluation(args)
     resume = checkpoint.resolve_resume(args.resume, args.output_dir)
     if resume is None and not args.ckpts:
         raise ConfigError("nothing to evaluate: pass --resume RUN/best.pth (a point_cloud.train checkpoint) or "

@@ -35,28 +35,11 @@ def point_param_groups(model: nn.Module, args: argparse.Namespace) -> list[dict[
         return groups
     if args.adapter_lr < 0 or args.lr <= 0:
         raise ConfigError(f"--adapter-lr {args.adapter_lr} needs a positive --lr and a non-negative value")
-    adapter = {"params": [], "param_names": [], "weight_decay": args.adapter_weight_decay,
-               "lr_scale": args.adapter_lr / args.lr}
-    kept = []
-    for group in groups:
-        pairs = list(zip(group["param_names"], group["params"]))
-        for name, param in pairs:
-            if name.startswith(ADAPTER_PREFIX):
-                adapter["param_names"].append(name)
-                adapter["params"].append(param)
-        rest = [(n, p) for n, p in pairs if not n.startswith(ADAPTER_PREFIX)]
-        if rest:
-            kept.append({**group, "param_names": [n for n, _ in rest], "params": [p for _, p in rest]})
-    if not adapter["params"]:
-        return kept  # no LLM adapter in this model (baseline): --adapter-lr has nothing to act on
-    return kept + [adapter]
+    # no adapter in the model (baseline): --adapter-lr has nothing to act on and the groups stay as they are
+    return optim.split_group(groups, ADAPTER_PREFIX, args.adapter_lr / args.lr, args.adapter_weight_decay)
 
 
-def build_optimizer(args: argparse.Namespace, model: nn.Module) -> torch.optim.AdamW:
-    """AdamW over ``point_param_groups``; groups start at ``lr * lr_scale`` and the engine's timm schedule keeps
-    that scale (``initial_lr`` is the unscaled base LR, as ``common.engine.optim.build_optimizer`` sets it)."""
-    groups = point_param_groups(model, args)
-    for group in groups:
-        group["lr"] = args.lr * group["lr_scale"]
-        group["initial_lr"] = args.lr
-    return torch.optim.AdamW(groups, lr=args.lr, betas=tuple(args.opt_betas), eps=args.opt_eps)
+def build_optimizer(args: argparse.Namespace, model: nn.Module) -> torch.optim.Optimizer:
+    """The engine's ``--opt`` (AdamW in every preset) over ``point_param_groups``; groups start at
+    ``lr * lr_scale`` and the engine's timm schedule keeps that scale (``--lr-bounds``)."""
+    return optim.make_optimizer(args, point_param_groups(model, args))

@@ -4,7 +4,8 @@ strictly, analyse one input, and the same bad inputs with the error family's exi
 
 A new task is covered by registering it (``<task>/task.py`` with ``TASK``) and writing its ``task_smoke.py``:
 ``smoke_argv(tmp_path, llm_dir) -> list[str]`` (tiny data in the real format + tiny model flags) and, optionally,
-``analysis_paths(tmp_path) -> list[Path]`` (inputs for ``Task.analysis_samples``).
+``analysis_paths(tmp_path) -> list[Path]`` (inputs for ``Task.analysis_samples``) and ``DATA_FLAGS`` (the flags
+whose paths the missing-data case breaks; default: every existing path of the smoke run but the LLM's).
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ def test_the_registry_lists_built_tasks_in_order():
         task = get_task(name)
         assert task.name == name and task.best_mode in ("max", "min") and task.best_metric in task.metrics
         assert task.graft and task.presets, f"{name}: graft line and presets"
+        rows = task.paper_rows
+        assert rows and set(rows) <= {p.stem for p in task.presets} and all(rows.values()), name
 
 
 def test_one_epoch_writes_the_task_into_config_and_log(trained):
@@ -137,20 +140,23 @@ def test_analysis_hooks_map_one_input(trained):
 
 
 # ---- the same bad inputs for every task ---------------------------------------------------------------------------
-def _replace_data_paths(argv: list[str], tmp: Path, llm_dir: Path) -> list[str]:
-    """Every existing path of the smoke run (except the LLM) pointed at a missing one."""
+def _replace_data_paths(argv: list[str], tmp: Path, llm_dir: Path, flags: tuple[str, ...] | None) -> list[str]:
+    """The data paths of the smoke run pointed at missing ones: the values of ``flags`` (``task_smoke.DATA_FLAGS``),
+    else every existing path under ``tmp`` except the LLM's."""
     out = []
-    for value in argv:
+    for i, value in enumerate(argv):
         path = Path(str(value))
-        if path.is_absolute() and path.exists() and path != Path(llm_dir) and tmp in path.parents:
-            out.append(str(tmp / "nowhere" / path.name))
+        if flags is not None:
+            chosen = i > 0 and argv[i - 1] in flags
         else:
-            out.append(value)
+            chosen = path.is_absolute() and path.exists() and path != Path(llm_dir) and tmp in path.parents
+        out.append(str(tmp / "nowhere" / path.name) if chosen else value)
     return out
 
 
 def test_a_missing_data_path_is_a_data_path_error(trained, tiny_llama_dir, capsys):
-    argv = _replace_data_paths(trained["argv"], trained["tmp"], tiny_llama_dir)
+    flags = getattr(trained["smoke"], "DATA_FLAGS", None)
+    argv = _replace_data_paths(trained["argv"], trained["tmp"], tiny_llama_dir, flags)
     assert argv != trained["argv"]
     out = trained["tmp"] / "bad_data"
     code, line = error_of(trained["task"], [*argv, "--output-dir", out, "--epochs", "1"], capsys)
@@ -180,7 +186,8 @@ def test_a_truncated_checkpoint_is_a_checkpoint_error(trained, capsys):
 
 def test_a_wrong_width_checkpoint_names_the_tensor(trained, capsys):
     state = checkpoint.load(trained["out"] / "checkpoint.pth")
-    key = next(k for k, v in state["model"].items() if v.ndim == 2 and k.startswith("llm."))
+    two_d = [k for k, v in state["model"].items() if v.ndim == 2]
+    key = next((k for k in two_d if k.endswith("in_proj.weight")), two_d[0])  # the adapter's first projection
     weight = state["model"][key]
     state["model"][key] = torch.cat([weight, weight[:, :1]], dim=1)  # one input column too many
     wide = trained["tmp"] / "wide" / "checkpoint.pth"
@@ -203,3 +210,20 @@ def test_a_resumed_run_continues_from_its_checkpoint(trained):
     train(trained["task"], [*trained["argv"], "--output-dir", run_dir, "--epochs", "2", "--resume", "auto"])
     rows = [json.loads(line) for line in (run_dir / "log.txt").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [0, 1]
+
+
+def test_freeze_encoder_trains_only_the_adapter_and_the_head(trained):
+    """--freeze-encoder, every task: only the LLM adapter and ``Task.head_prefixes`` reach the optimizer."""
+    task = trained["task"]
+    out = trained["tmp"] / "frozen_encoder"
+    train(task, [*trained["argv"], "--output-dir", out, "--epochs", "1", "--freeze-encoder"])
+    state = checkpoint.load(out / "checkpoint.pth")
+    names = [n for g in state["optimizer"]["param_groups"] for n in g["param_names"]]
+    heads = [n for n in names if n.startswith(task.head_prefixes)]
+    assert heads, f"{task.name}: no parameter matches head_prefixes {task.head_prefixes} (set it on the Task)"
+    from common.frozen_lm import LLMAdapter
+
+    model = runner.load_run(task, out / "checkpoint.pth").model
+    adapters = tuple(f"{n}." for n, m in model.named_modules() if isinstance(m, LLMAdapter))
+    assert adapters and all(n.startswith((*adapters, *task.head_prefixes)) for n in names), names
+    assert any(n.startswith(adapters) for n in names)

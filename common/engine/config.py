@@ -107,7 +107,10 @@ def add_common_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     sched.add_argument("--eval-every", type=int, default=1, help="epochs between evaluations (last always)")
     sched.add_argument("--print-freq", type=int, default=50, help="updates between log lines when not on a TTY")
 
-    opt = parser.add_argument_group("optimizer (AdamW over trainable parameters)")
+    opt = parser.add_argument_group("optimizer (over trainable parameters)")
+    opt.add_argument("--opt", default="adamw", choices=("adamw", "adam", "sgd"),
+                     help="AdamW (DeiT, VideoMAE, Point-BERT), Adam (SQA3D; weight decay as an L2 term) or SGD")
+    opt.add_argument("--momentum", type=float, default=0.9, help="SGD momentum")
     opt.add_argument("--lr", type=float, default=5e-4, help="base LR (groups scale it by their lr_scale)")
     opt.add_argument("--weight-decay", type=float, default=0.05)
     opt.add_argument("--opt-betas", type=float, nargs=2, default=[0.9, 0.999])
@@ -134,8 +137,10 @@ def add_common_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def make_parser(description: str) -> argparse.ArgumentParser:
-    """A parser holding the common flags; the task adds its own arguments to it."""
-    parser = argparse.ArgumentParser(description=description, allow_abbrev=False,
+    """A parser holding the common flags; the task adds its own arguments to it. A task may declare a common flag
+    again (its own default, choices and help, e.g. ``--opt`` limited to what its upstream offers): the task's
+    declaration replaces the engine's (``conflict_handler="resolve"``)."""
+    parser = argparse.ArgumentParser(description=description, allow_abbrev=False, conflict_handler="resolve",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     return add_common_args(parser)
 

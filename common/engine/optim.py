@@ -125,9 +125,10 @@ def build_optimizer(
     model: nn.Module,
     layer_id_fn: Callable[[str], int] | None = None,
     num_layers: int | None = None,
-) -> torch.optim.AdamW:
-    """AdamW over ``param_groups(model, ...)`` from the common flags (lr, weight_decay, opt_betas, opt_eps,
-    lr_mult, no_decay_lr_mult, layer_decay). ``--layer-decay`` needs the task's ``layer_id_fn`` and ``num_layers``.
+) -> torch.optim.Optimizer:
+    """``--opt`` (AdamW by default) over ``param_groups(model, ...)`` from the common flags (lr, weight_decay,
+    opt_betas, opt_eps, momentum, lr_mult, no_decay_lr_mult, layer_decay). ``--layer-decay`` needs the task's
+    ``layer_id_fn`` and ``num_layers``.
     """
     a = _as_namespace(args)
     decay = getattr(a, "layer_decay", None)
@@ -138,11 +139,48 @@ def build_optimizer(
         layer_decay = (decay, layer_id_fn, num_layers)
     groups = param_groups(model, a.weight_decay, parse_lr_multipliers(getattr(a, "lr_mult", None)), layer_decay,
                           getattr(a, "no_decay_lr_mult", 1.0))
+    return make_optimizer(a, groups)
+
+
+OPTIMIZERS = ("adamw", "adam", "sgd")
+
+
+def make_optimizer(args: argparse.Namespace | Mapping[str, Any], groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
+    """The ``--opt`` optimizer over ready parameter groups (``lr_scale`` each): AdamW (DeiT, VideoMAE, Point-BERT),
+    Adam (SQA3D; weight decay as torch's L2 term) or SGD with ``--momentum``. Groups start at ``lr * lr_scale``
+    with ``initial_lr = lr`` (the scheduler's base value, see the module docstring)."""
+    a = _as_namespace(args)
     for group in groups:
         group["lr"] = a.lr * group["lr_scale"]
         group["initial_lr"] = a.lr  # timm's scheduler base value: the unscaled LR (it multiplies lr_scale back in)
+    name = getattr(a, "opt", "adamw")
     betas = tuple(getattr(a, "opt_betas", (0.9, 0.999)))
-    return torch.optim.AdamW(groups, lr=a.lr, betas=betas, eps=getattr(a, "opt_eps", 1e-8))
+    eps = getattr(a, "opt_eps", 1e-8)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=a.lr, betas=betas, eps=eps)
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=a.lr, betas=betas, eps=eps)
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=a.lr, momentum=getattr(a, "momentum", 0.9))
+    raise ConfigError(f"--opt must be one of {', '.join(OPTIMIZERS)}, got {name!r}")
+
+
+def split_group(groups: list[dict[str, Any]], prefix: str, lr_scale: float, weight_decay: float
+                ) -> list[dict[str, Any]]:
+    """``groups`` with every parameter whose name starts with ``prefix`` moved into one group of its own LR scale
+    and weight decay (e.g. LM4VE's adapter group); unchanged when no name matches."""
+    own: dict[str, Any] = {"params": [], "param_names": [], "weight_decay": weight_decay, "lr_scale": lr_scale}
+    kept = []
+    for group in groups:
+        pairs = list(zip(group["param_names"], group["params"]))
+        for name, param in pairs:
+            if name.startswith(prefix):
+                own["param_names"].append(name)
+                own["params"].append(param)
+        rest = [(n, p) for n, p in pairs if not n.startswith(prefix)]
+        if rest:
+            kept.append({**group, "param_names": [n for n, _ in rest], "params": [p for _, p in rest]})
+    return kept + [own] if own["params"] else groups
 
 
 def build_scheduler(args: argparse.Namespace | Mapping[str, Any], optimizer: torch.optim.Optimizer,

@@ -113,6 +113,41 @@ def run_train(task, argv: Sequence[str] | None = None) -> None:
     loop.run_cli(lambda args: train_main(task, args), task.build_parser(), argv)
 
 
+def setup_evaluation(args: argparse.Namespace) -> distributed.DistInfo:
+    """Start of every ``<task>.evaluate``: join the process group (one shard per rank), console logging, seeds
+    (``--seed`` + rank, when the parser has it); nothing is written to the run directory."""
+    from . import logging as runlog
+    from . import rng
+
+    info = distributed.init_distributed(args.device)
+    runlog.setup_logging(info.rank)
+    if getattr(args, "seed", None) is not None:
+        rng.seed_everything(args.seed, info.rank)
+    if info.world_size > 1:
+        log.info("rank %d/%d on %s", info.rank, info.world_size, info.device)
+    return info
+
+
+def evaluation_args(task, args: argparse.Namespace, parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """``<task>.evaluate --resume CKPT`` without ``--config``: the run's config saved in the checkpoint, with every
+    flag this command line set (a value other than the parser's default: ``--data-path``, ``--llm-path`` of a
+    moved checkpoint, evaluation settings) on top."""
+    path = checkpoint.resolve_resume(args.resume, args.output_dir)
+    if path is None:
+        raise ConfigError(f"--resume {args.resume}: no checkpoint to evaluate")
+    state = checkpoint.load(path)
+    saved = dict(state.get("config") or {})
+    if saved.get("task", task.name) != task.name:
+        raise CheckpointError(f"{path} is a checkpoint of task '{saved['task']}', not {task.name}")
+    task.complete_config(saved, state.get("model") or {})
+    merged = config.namespace_from_config(parser, saved)
+    for key, value in vars(args).items():
+        if key != "config" and value != parser.get_default(key):
+            setattr(merged, key, value)
+    log.info("evaluating %s with the run config it holds (+ this command line's flags)", path)
+    return merged
+
+
 @dataclass
 class LoadedRun:
     """A trained run rebuilt for evaluation or analysis (eval mode, CPU)."""

@@ -185,14 +185,16 @@ def lm4ve_difference(lm: FrozenLM, llama: LM4VELlama) -> str | None:
 
 
 def import_lm4ve(adapter: torch.nn.Module | None, state: Mapping[str, torch.Tensor], source: str,
-                 policy: str = "file", adapter_prefix: str = "llm.", origin: str = "lm4ve_checkpoint"
-                 ) -> tuple[dict[str, torch.Tensor], LM4VELlama]:
+                 policy: str = "file", adapter_prefix: str = "llm.", origin: str = "lm4ve_checkpoint",
+                 keep_fingerprint_if_same: bool = True) -> tuple[dict[str, torch.Tensor], LM4VELlama]:
     """Split an LM4VE state dict and bring its LLaMA part into ``adapter`` (an ``LLMAdapter``) by ``policy``.
 
     Returns (every other tensor, the two mappers renamed to ``{adapter_prefix}in_proj/out_proj.weight``; the LLaMA
-    part). A state dict without LLaMA tensors passes through. Raises :class:`CheckpointError` with the cause: no
-    LLM block in the model, ``llm_mode residual``, block count, tensor names and shapes (another LLM width), the
-    final norm, and under ``verify`` the first differing tensor and its layer.
+    part). A state dict without LLaMA tensors passes through. Under ``file`` the fingerprint names ``source``
+    (``origin``) unless the block equals what ``adapter`` held and ``keep_fingerprint_if_same``. Raises
+    :class:`CheckpointError` with the cause: no LLM block in the model, ``llm_mode residual``, block count, tensor
+    names and shapes (another LLM width), the final norm, and under ``verify`` the first differing tensor and its
+    layer.
     """
     if policy not in LM4VE_POLICIES:
         raise ValueError(f"policy must be one of {LM4VE_POLICIES}, got {policy!r}")
@@ -213,5 +215,5 @@ def import_lm4ve(adapter: torch.nn.Module | None, state: Mapping[str, torch.Tens
         if cause is not None:
             raise CheckpointError(f"{cause}; or --lm4ve-policy file to take the block from the file")
     else:
-        load_lm4ve_llama(lm, llama, source, origin=origin, keep_fingerprint_if_same=True)
+        load_lm4ve_llama(lm, llama, source, origin=origin, keep_fingerprint_if_same=keep_fingerprint_if_same)
     return rest, llama

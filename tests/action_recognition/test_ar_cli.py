@@ -82,6 +82,9 @@ def test_train_with_llm_then_evaluate_the_best_checkpoint(tmp_path, data, tiny_l
     best = max(rows, key=lambda r: r["test_acc1"])
     assert metrics["test_acc1"] == best["best_acc1"] == rows[-1]["best_acc1"]
     assert metrics["test_videos"] == 4 and metrics["test_skipped_videos"] == 2
+    alone = tmp_path / "alone.json"  # without --config: the config saved in the checkpoint, flags given here on top
+    run(evaluate, ["--resume", out / "best.pth", "--results", alone, "--eval-batch-size", "3", "--num-workers", "0"])
+    assert json.loads(alone.read_text())["test_acc1"] == metrics["test_acc1"]
 
 
 def test_a_released_finetuned_checkpoint_evaluates_and_a_pretrained_one_is_refused(tmp_path, data, capsys):

@@ -8,7 +8,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
 from action_recognition.options import build_parser
 from common.engine import config
@@ -37,7 +36,7 @@ def rows() -> list[str]:
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_preset_recipe(preset):
-    values = yaml.safe_load((CONFIGS / f"{preset}.yaml").read_text())
+    values = config.read_preset(CONFIGS / f"{preset}.yaml")  # base: overlays resolved
     size = SIZE[preset.split("_")[2]]
     name = preset.split("_", 3)[3].removesuffix("_bs384")
     variant, layers = VARIANT[name]

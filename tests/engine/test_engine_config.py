@@ -97,3 +97,12 @@ def test_bad_base_overlays_are_one_line_errors(tmp_path, capsys, text, message):
     with pytest.raises(SystemExit) as info:
         config.parse_args(config.make_parser("t"), ["--config", str(tmp_path / "row.yaml")])
     assert info.value.code == 2 and message in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_a_task_may_declare_a_common_flag_again():
+    parser = config.make_parser("t")
+    parser.add_argument("--opt", default="adam", choices=("adam", "adamw"), help="upstream: Adam")
+    assert parser.parse_args([]).opt == "adam"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--opt", "sgd"])
+    assert [a.dest for a in parser._actions].count("opt") == 1

@@ -128,3 +128,27 @@ def test_lr_multiplier_parsing():
     assert optim.parse_lr_multipliers(["a.*=2", "b=0.5"]) == {"a.*": 2.0, "b": 0.5}
     with pytest.raises(ConfigError, match="PATTERN=FACTOR"):
         optim.parse_lr_multipliers(["oops"])
+
+
+@pytest.mark.parametrize("name,cls", [("adamw", torch.optim.AdamW), ("adam", torch.optim.Adam),
+                                      ("sgd", torch.optim.SGD)])
+def test_opt_choice_keeps_the_groups(name, cls):
+    args = config.make_parser("t").parse_args(["--opt", name, "--lr", "0.01", "--momentum", "0.5",
+                                               "--lr-mult", "0.*=2"])
+    model = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 1))
+    opt = optim.build_optimizer(args, model)
+    assert type(opt) is cls and sorted(g["lr"] for g in opt.param_groups) == pytest.approx([0.01, 0.01, 0.02, 0.02])
+    assert all(g["initial_lr"] == 0.01 for g in opt.param_groups)
+    if name == "sgd":
+        assert opt.defaults["momentum"] == 0.5
+    else:
+        assert opt.defaults["betas"] == (0.9, 0.999)
+
+
+def test_split_group_moves_a_prefix_into_its_own_group():
+    model = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 1))
+    groups = optim.split_group(optim.param_groups(model, 0.05), "1.", lr_scale=0.5, weight_decay=0.0)
+    own = [g for g in groups if g["lr_scale"] == 0.5]
+    assert len(own) == 1 and own[0]["param_names"] == ["1.weight", "1.bias"] and own[0]["weight_decay"] == 0.0
+    assert not any(n.startswith("1.") for g in groups if g is not own[0] for n in g["param_names"])
+    assert optim.split_group(optim.param_groups(model, 0.05), "llm.", 0.5, 0.0) == optim.param_groups(model, 0.05)

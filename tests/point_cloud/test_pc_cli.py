@@ -52,6 +52,9 @@ def test_train_then_evaluate_scanobjectnn(tmp_path, scanobjectnn_root, pretraine
     results = tmp_path / "eval.json"
     run(evaluate, ["--config", out / "config.yaml", "--resume", out / "best.pth", "--results", results])
     assert json.loads(results.read_text())["test_acc"] == rows[-1]["best_acc"]
+    alone = tmp_path / "alone.json"  # without --config: the config saved in the checkpoint, flags given here on top
+    run(evaluate, ["--resume", out / "best.pth", "--results", alone, "--num-workers", "0", "--device", "cpu"])
+    assert json.loads(alone.read_text())["test_acc"] == rows[-1]["best_acc"]
 
 
 def test_llm_variant_trains_and_saves_only_trainable_weights(tmp_path, scanobjectnn_root, pretrained, tiny_llama_dir):

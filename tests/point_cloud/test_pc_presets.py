@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
 from common.engine import config
 from point_cloud import train
@@ -44,7 +43,7 @@ def test_the_preset_set():
 
 @pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.stem)
 def test_preset_values(path):
-    cfg = yaml.safe_load(path.read_text())
+    cfg = config.read_preset(path)  # base: overlays resolved
     assert set(cfg) == set(RECIPE) | {"dataset", "npoints", "num_group", "llm_variant", "adapter_lr"}
     assert {k: cfg[k] for k in RECIPE} == RECIPE
     prefix = next(p for p in DATA if path.stem.startswith(p + "_"))
