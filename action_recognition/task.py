@@ -106,7 +106,7 @@ class ActionRecognition(Task):
         return samples
 
     def analysis_spec(self, model: nn.Module, inputs: Any) -> Any:
-        from tools.analysis.spec import video_spec
+        from common.analysis import video_spec
 
         return video_spec(model, tuple(inputs.shape))
 

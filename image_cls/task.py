@@ -121,19 +121,30 @@ class ImageClassification(Task):
 
     # ---- analysis (tools.analyze) -----------------------------------------------------------------------------
     def analysis_samples(self, args: argparse.Namespace, paths: Sequence[str]) -> list[AnalysisSample]:
-        """Images resized / centre-cropped as the evaluation transform does; ImageNet-S masks ride along."""
-        from tools.analysis.images import load_sample
+        """Each image through the evaluation transform (what the model sees at test time); ``display`` is the same
+        crop as an (H, W, 3) array in [0, 1]. Inputs of 32 px or less are first resized to the input size."""
+        import numpy as np
+        from PIL import Image
+        from torchvision import transforms
 
-        in_chans = int(args.in_chans or 3)
+        from .data.transforms import build_eval_transform
+
+        size, in_chans = int(args.input_size), int(args.in_chans or 3)
         mean, std = (IMAGENET_MEAN, IMAGENET_STD) if in_chans == 3 else ((0.5,) * in_chans, (0.5,) * in_chans)
+        transform = build_eval_transform(size, float(args.eval_crop_ratio), mean, std)
+        geometry = transforms.Compose(transform.transforms[:-2])  # without ToTensor + Normalize
         samples = []
         for path in paths:
-            sample = load_sample(Path(path), int(args.input_size), in_chans, float(args.eval_crop_ratio), mean, std)
-            samples.append(AnalysisSample(name=Path(path).name, inputs=sample.tensor[None], display=sample.display))
+            with Image.open(path) as raw:
+                image = raw.convert("RGB" if in_chans == 3 else "L")
+            if size <= 32 and image.size != (size, size):
+                image = image.resize((size, size), Image.Resampling.BICUBIC)
+            display = np.asarray(geometry(image).convert("RGB"), dtype=np.float32) / 255.0
+            samples.append(AnalysisSample(name=Path(path).name, inputs=transform(image)[None], display=display))
         return samples
 
     def analysis_spec(self, model: nn.Module, inputs: Any) -> Any:
-        from tools.analysis.spec import vit_spec
+        from common.analysis import vit_spec
 
         return vit_spec(model, tuple(inputs.shape))
 

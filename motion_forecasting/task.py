@@ -80,6 +80,8 @@ class MotionForecasting(Task):
     metrics = ("minFDE", "minADE", "MR", "minFDE_k1", "minADE_k1", "MR_k1", "brier-minFDE")
     graft = ("the agent and lane tokens before the trajectory decoder (VectorNet: after the global graph; "
              "mmTransformer: --llm-placement, default lane memory + social tokens)")
+    # --freeze-encoder trains the adapter and these: VectorNet's decoder (+ node completion), mmTransformer's generator
+    head_prefixes = ("decoder.", "completion.", "prediction_header.")
 
     def add_args(self, parser: argparse.ArgumentParser) -> None:
         b = argparse.BooleanOptionalAction

@@ -110,8 +110,7 @@ class PointCloudClassification(Task):
         return samples
 
     def analysis_spec(self, model: nn.Module, inputs: Any) -> Any:
-        from tools.analysis.layouts import GroupCentres
-        from tools.analysis.spec import spec_from_parts
+        from common.analysis import GroupCentres, spec_from_parts
 
         last = model.blocks.blocks[-1]
         return spec_from_parts(last, GroupCentres(model.group_divider), getattr(model, "llm", None),

@@ -199,14 +199,14 @@ def test_inspect_reports_the_plan_before_fetching(hub, hf_from_meta):
 def test_a_task_accepts_a_hub_llm_path():
     import argparse
 
-    from common.engine.errors import ConfigError
+    from common.engine.errors import LLMCheckpointError
     from common.frozen_lm import add_llm_args
     from common.task import Task
 
     parser = argparse.ArgumentParser()
     add_llm_args(parser)
     Task.check_args(None, parser.parse_args(["--llm-variant", "frozen", "--llm-path", "hf://org/name@main"]))
-    with pytest.raises(ConfigError, match="no such file or directory"):
+    with pytest.raises(LLMCheckpointError, match="no such file or directory"):
         Task.check_args(None, parser.parse_args(["--llm-variant", "frozen", "--llm-path", "./org/name"]))
 
 
