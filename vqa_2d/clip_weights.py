@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,7 +46,9 @@ class CLIPDims:
 def read_openai(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """State dict of an OpenAI CLIP file: a TorchScript archive (as released) or a pickled state dict."""
     try:
-        return {k: v for k, v in torch.jit.load(str(path), map_location="cpu").state_dict().items()}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch 2.x deprecates TorchScript; the files remain
+            return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
     except RuntimeError:
         pass
     try:
