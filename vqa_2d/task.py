@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from common.engine import distributed, loop
-from common.engine.errors import ConfigError, DataPathError
+from common.engine.errors import CheckpointError, ConfigError, DataPathError
 from common.frozen_lm import LLMSpec, add_llm_args
 from common.task import Task, TaskData
 
@@ -249,15 +249,21 @@ class VQA2DTask(Task):
 def resolve_sizes(args: argparse.Namespace, tokenizer) -> None:
     """Write the checkpoint-given sizes into ``args`` (CLIP dims from --clip-path, RoBERTa's from --text-path,
     vocabulary and padding id from the tokenizer) so a run's saved config rebuilds its model."""
-    from vqa_2d.clip_weights import clip_dims
+    from vqa_2d.clip_weights import CLIPWeightsError, clip_dims
 
     if args.clip_path:
-        dims = clip_dims(args.clip_path)
+        try:
+            dims = clip_dims(args.clip_path)
+        except CLIPWeightsError as err:
+            raise CheckpointError(f"--clip-path {args.clip_path}: {err}") from err
         args.vit_width, args.vit_layers, args.vit_heads = dims.width, dims.layers, dims.heads
         args.vit_patch, args.vit_ffn = dims.patch, dims.ffn
     args.text_pad_id = tokenizer.pad_token_id
     if args.text_path:
-        config = json.loads((Path(args.text_path) / "config.json").read_text())
+        try:
+            config = json.loads((Path(args.text_path) / "config.json").read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise CheckpointError(f"--text-path {args.text_path}: no readable config.json ({err})") from err
         args.text_vocab, args.text_width = config["vocab_size"], config["hidden_size"]
         args.text_layers, args.text_heads = config["num_hidden_layers"], config["num_attention_heads"]
         args.text_ffn, args.text_max_positions = config["intermediate_size"], config["max_position_embeddings"]
