@@ -31,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--llm-path", default=None, help="the frozen block's checkpoint if it moved")
     p.add_argument("--answers-out", default=None, help="VQA: write [{question_id, answer}] here (EvalAI format)")
     p.add_argument("--score-cache", default=None, help="retrieval: resumable per-rank score files here")
+    p.add_argument("--prerank-k", type=int, default=0,
+                   help="retrieval: score only each image's / caption's top-K pairs by the bi-encoder cosine; "
+                   "with --compare-exhaustive also the exhaustive scores and the differences")
+    p.add_argument("--compare-exhaustive", action="store_true")
     p.add_argument("--eval-limit", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--num-workers", type=int, default=None)
@@ -73,7 +77,13 @@ def main(args: argparse.Namespace) -> dict:
 
         stat = Path(args.resume).stat()
         key = f"{Path(args.resume).resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{run.weights}:{run_args.eval_split}"
+        run_args.prerank_k = args.prerank_k
         metrics = evaluate_retrieval(model, eval_set, run_args, cache_key=key)
+        if args.prerank_k and args.compare_exhaustive:
+            run_args.prerank_k = 0
+            full = evaluate_retrieval(model, eval_set, run_args, cache_key=key)
+            metrics.update({f"exhaustive_{k}": v for k, v in full.items()})
+            metrics.update({f"prerank_delta_{k}": metrics[k] - v for k, v in full.items() if "_r" in k})
     else:
         metrics = TASK.evaluate(model, eval_set, run_args)
     return loop.report_results(metrics, args.results, info.is_main)

@@ -66,15 +66,24 @@ def vqa_answers(model, eval_set, args: argparse.Namespace) -> list[dict]:
 
 def evaluate_retrieval(model, rset, args: argparse.Namespace, cache_key: str = "") -> dict[str, float]:
     """IR/TR R@1/5/10 (%) from scoring every image-text pair with the cross-encoder; ``cache_key`` (a fixed
-    model's identity) turns on ``--score-cache``."""
+    model's identity) turns on ``--score-cache``. With ``--prerank-k`` only the bi-encoder's candidate pairs are
+    scored; ``prerank_*`` say how many pairs that was and how often the ground truth survived it (%)."""
     from vqa_2d.scoring import score_matrix
 
     device = next(model.parameters()).device
     cache_dir = getattr(args, "score_cache", None) if cache_key else None  # only for a fixed model (evaluate.py)
-    scores, unreadable = score_matrix(model, rset, device, args.amp,
-                                      text_batch=getattr(args, "eval_batch_size", None) or args.batch_size,
-                                      cache_dir=cache_dir, cache_key=cache_key)
-    out = recall_at_k(scores, rset.texts.text_image)
+    prerank_k = getattr(args, "prerank_k", 0) or 0
+    scores, unreadable, candidates = score_matrix(
+        model, rset, device, args.amp, text_batch=getattr(args, "eval_batch_size", None) or args.batch_size,
+        cache_dir=cache_dir, cache_key=f"{cache_key}:prerank{prerank_k}", prerank_k=prerank_k)
+    text_image = rset.texts.text_image
+    out = recall_at_k(scores, text_image)
+    if candidates is not None:
+        gt = torch.zeros_like(candidates)
+        gt[text_image, torch.arange(len(text_image))] = True
+        out["prerank_pairs"] = 100.0 * candidates.float().mean().item()  # share of pairs the cross-encoder scored
+        out["prerank_ir_cover"] = 100.0 * (candidates & gt).any(dim=0).float().mean().item()
+        out["prerank_tr_cover"] = 100.0 * (candidates & gt).any(dim=1).float().mean().item()
     if unreadable:
         out["unreadable_images"] = float(unreadable)
     return out

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -35,6 +36,27 @@ def encode_texts(model, texts, batch_size: int, device: torch.device, amp: str) 
     return torch.cat(tokens), torch.cat(masks)
 
 
+@torch.no_grad()
+def prerank_candidates(model, rset: RetrievalSet, text_tokens: torch.Tensor, k: int, device: torch.device,
+                       amp: str = "none") -> torch.Tensor:
+    """Bi-encoder pre-ranking: (n_images, n_texts) bool, True for the pairs the cross-encoder will score — each
+    image's top-``k`` captions and each caption's top-``k`` images by the cosine of the first (CLS) token of the
+    unimodal features (image: CLIP after ``cross_modal_image_transform``; text: RoBERTa after its transform)."""
+    image_feats = []
+    for index in range(len(rset.images)):
+        sample = rset.images[index]
+        if "pixels" not in sample:
+            image_feats.append(torch.zeros(text_tokens.shape[-1], device=device))
+            continue
+        with loop.autocast(device, amp):
+            image_feats.append(model.encode_image(sample["pixels"].unsqueeze(0).to(device))[0, 0].float())
+    sims = F.normalize(torch.stack(image_feats), dim=-1) @ F.normalize(text_tokens[:, 0].float(), dim=-1).T
+    keep = torch.zeros_like(sims, dtype=torch.bool)
+    keep.scatter_(1, sims.topk(min(k, sims.shape[1]), dim=1).indices, True)
+    keep.scatter_(0, sims.topk(min(k, sims.shape[0]), dim=0).indices, True)
+    return keep.cpu()
+
+
 def _load_cache(path: Path, key: str) -> dict[int, torch.Tensor]:
     if not path.is_file():
         return {}
@@ -54,14 +76,16 @@ def _save_cache(path: Path, key: str, rows: dict[int, torch.Tensor]) -> None:
 @torch.no_grad()
 def score_matrix(model, rset: RetrievalSet, device: torch.device, amp: str = "none", text_batch: int = 256,
                  cache_dir: str | os.PathLike | None = None, cache_key: str = "", save_every: int = 20,
-                 progress: bool = True) -> tuple[torch.Tensor, int]:
-    """(n_images, n_texts) scores on every rank, and the number of unreadable images (their rows are -inf).
+                 progress: bool = True, prerank_k: int = 0) -> tuple[torch.Tensor, int, torch.Tensor | None]:
+    """(n_images, n_texts) scores on every rank, the number of unreadable images (their rows are -inf) and, with
+    ``prerank_k`` > 0, the candidate mask of the bi-encoder pre-ranking (pairs outside it score -inf).
 
     ``cache_dir``: per-rank files ``scores_rank<r>of<w>.pt`` keyed by ``cache_key``, written every ``save_every``
     images; a rerun with the same key skips the rows already scored."""
     info = distributed.current()
     text_tokens, text_masks = encode_texts(model, rset.texts, text_batch, device, amp)
     n_texts = text_tokens.shape[0]
+    candidates = prerank_candidates(model, rset, text_tokens, prerank_k, device, amp) if prerank_k > 0 else None
     cache = None
     rows: dict[int, torch.Tensor] = {}
     if cache_dir:
@@ -82,14 +106,16 @@ def score_matrix(model, rset: RetrievalSet, device: torch.device, amp: str = "no
             unreadable += 1
             continue
         pixels = sample["pixels"].unsqueeze(0).to(device)
+        todo_texts = torch.arange(n_texts) if candidates is None else candidates[index].nonzero()[:, 0]
+        row = torch.full((n_texts,), float("-inf"))
         with loop.autocast(device, amp):
             image = model.encode_image(pixels)
-            out = []
-            for start in range(0, n_texts, text_batch):
-                tok, mask = text_tokens[start:start + text_batch], text_masks[start:start + text_batch]
+            for start in range(0, len(todo_texts), text_batch):
+                chosen = todo_texts[start:start + text_batch].to(device)
+                tok, mask = text_tokens[chosen], text_masks[chosen]
                 feats = model.fuse(tok, mask, image.expand(tok.shape[0], -1, -1))
-                out.append(model.rank_scores(feats).float())
-        rows[index] = torch.cat(out).cpu()
+                row[chosen.cpu()] = model.rank_scores(feats).float().cpu()
+        rows[index] = row
         if cache is not None and (n + 1) % save_every == 0:
             _save_cache(cache, cache_key, rows)
     if cache is not None:
@@ -99,4 +125,4 @@ def score_matrix(model, rset: RetrievalSet, device: torch.device, amp: str = "no
         merged.update(part)
     scores = torch.stack([merged[i] for i in range(len(rset.images))])
     total_unreadable = int(distributed.all_reduce_sum(torch.tensor(float(unreadable), device=device)).item())
-    return scores, total_unreadable
+    return scores, total_unreadable, candidates

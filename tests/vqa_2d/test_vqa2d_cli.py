@@ -99,6 +99,14 @@ def test_f30k_karpathy_train_then_arrow_evaluate_with_score_cache(tmp_path, toke
     evaluate.run([*argv, "--results", str(results)])
     assert json.loads(results.read_text())["test_tr_r1"] == 100.0
 
+    # bi-encoder pre-ranking (top-2 per image and per caption), reported against the exhaustive scoring
+    evaluate.run(["--resume", str(out / "best.pth"), "--prerank-k", "2", "--compare-exhaustive", "--results",
+                  str(results)])
+    pre = json.loads(results.read_text())
+    assert 0 < pre["test_prerank_pairs"] < 100 and 0 <= pre["test_prerank_ir_cover"] <= 100
+    assert pre["test_exhaustive_ir_r1"] == pytest.approx(first["test_ir_r1"])
+    assert pre["test_prerank_delta_ir_r1"] == pytest.approx(pre["test_ir_r1"] - pre["test_exhaustive_ir_r1"])
+
 
 def expect_exit(argv, code, capsys, fragment):
     with pytest.raises(SystemExit) as exc:

@@ -115,7 +115,7 @@ def f30k_images(n: int, offset: int = 0) -> list[dict]:
     colors = list(COLORS)
     return [{"filename": f"{offset + i + 1000}.jpg", "color": colors[i % 3],
              "captions": [f"a {colors[i % 3]} square on noise number {offset + i}",
-                          f"the square is {colors[i % 3]}"]} for i in range(n)]
+                          f"picture {offset + i}: the square is {colors[i % 3]}"]} for i in range(n)]
 
 
 def write_f30k_karpathy(root: Path, n_train: int = 6, n_test: int = 3, empty_caption: bool = False) -> Path:
