@@ -3,9 +3,11 @@ and the real BPE tokenizer of the SmolLM2 GGUF saved as a tokenizer directory.""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import io
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,13 +26,24 @@ def smollm2_gguf() -> Path | None:
     return files[0] if files else None
 
 
-def save_tokenizer(directory: Path) -> Path:
-    """The SmolLM2 GGUF's tokenizer, saved with ``save_pretrained`` (loading it from the GGUF takes seconds)."""
+@functools.lru_cache(maxsize=1)
+def _tokenizer_files() -> dict[str, bytes]:
+    """The SmolLM2 GGUF's tokenizer as ``save_pretrained`` writes it, built once per process (parsing the GGUF
+    takes seconds)."""
     from transformers import AutoTokenizer
 
     gguf = smollm2_gguf()
     tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    tok.save_pretrained(str(directory))
+    with tempfile.TemporaryDirectory() as tmp:
+        tok.save_pretrained(tmp)
+        return {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
+
+
+def save_tokenizer(directory: Path) -> Path:
+    """A tokenizer directory (``tokenizer.json`` ...) holding the real SmolLM2 BPE tokenizer."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, data in _tokenizer_files().items():
+        (directory / name).write_bytes(data)
     return directory
 
 
