@@ -5,7 +5,8 @@
 easy-vqa (PyPI ``easy-vqa``: 4,000 train / 1,000 test 64×64 PNG shapes, templated questions, 13 answers) is
 written once in METER's arrow layout (``vqav2_train.arrow`` / ``vqav2_val.arrow``, the PNG bytes unchanged, soft
 score 1.0 for the single answer) plus an official-format annotation file for the test split; then every
-(variant, seed) run goes through ``vqa_2d.train`` — the real engine path — with the preset
+(variant, seed) run is a ``python -m vqa_2d.train`` process — the real engine path, two at a time with one thread
+each on a 2-core machine — with the preset
 ``vqa_2d/configs/demo/easy_vqa.yaml``. Prints and writes ``OUT/results.md`` / ``results.json``: the official VQA
 accuracy of the last epoch (overall, yes/no, other) as mean ± sample std over seeds, Δ vs the baseline.
 """
@@ -89,20 +90,48 @@ def save_tokenizer(gguf: Path, out: Path) -> Path:
     return out
 
 
-def train_one(out: Path, data: Path, tokenizer: Path, gguf: Path, variant: str, seed: int, extra: list[str]) -> dict:
-    from common.engine import logging as runlog
-    from vqa_2d.task import TASK
-
+def run_argv(out: Path, data: Path, tokenizer: Path, gguf: Path, variant: str, seed: int, extra: list[str]):
     run_dir = out / "runs" / variant / f"seed{seed}"
     argv = ["--config", str(PRESET), "--data-path", str(data), "--tokenizer", str(tokenizer), "--annotations",
             str(data / "val_annotations.json"), "--seed", str(seed), "--output-dir", str(run_dir),
             "--llm-variant", VARIANTS[variant][0], "--device", "cpu", *extra]
     if variant != "baseline":
         argv += ["--llm-path", str(gguf)]
-    t0 = time.time()
-    TASK.train(argv)
-    last = runlog.read_log(run_dir)[-1]
-    return {"variant": variant, "seed": seed, "seconds": round(time.time() - t0, 1), **last}
+    return run_dir, argv
+
+
+def train_all(jobs: list[tuple[str, int, Path, list[str]]], parallel: int, threads: int) -> list[dict]:
+    """Each run is a ``python -m vqa_2d.train`` process with ``threads`` torch threads, ``parallel`` at a time."""
+    import os
+    import subprocess
+
+    from common.engine import logging as runlog
+
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+           "PYTHONPATH": str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    pending, running, done = list(jobs), [], []
+    while pending or running:
+        while pending and len(running) < parallel:
+            variant, seed, run_dir, argv = pending.pop(0)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            log = open(run_dir / "stdout.txt", "w")  # noqa: SIM115 -- closed when the process ends
+            proc = subprocess.Popen([sys.executable, "-m", "vqa_2d.train", *argv], env=env, stdout=log,
+                                    stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+            running.append((proc, log, variant, seed, run_dir, time.time()))
+            print(f"started {variant} seed {seed}", flush=True)
+        time.sleep(1)
+        for item in list(running):
+            proc, log, variant, seed, run_dir, t0 = item
+            if proc.poll() is None:
+                continue
+            running.remove(item)
+            log.close()
+            if proc.returncode:
+                sys.exit(f"{variant} seed {seed} failed (exit {proc.returncode}); see {run_dir / 'stdout.txt'}")
+            last = runlog.read_log(run_dir)[-1]
+            done.append({"variant": variant, "seed": seed, "seconds": round(time.time() - t0, 1), **last})
+            print(f"done {variant} seed {seed}: acc {last['test_acc']:.2f} in {time.time() - t0:.0f} s", flush=True)
+    return sorted(done, key=lambda r: (list(VARIANTS).index(r["variant"]), r["seed"]))
 
 
 def mean_spread(values: list[float]) -> tuple[float, float]:
@@ -139,8 +168,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--train-images", type=int, default=250, help="easy-vqa training images (of 4,000; ~9.6 q each)")
     p.add_argument("--test-images", type=int, default=100, help="easy-vqa test images (of 1,000)")
     p.add_argument("--epochs", type=int, default=None, help="default: the preset's")
+    p.add_argument("--parallel", type=int, default=2, help="runs at a time (one per core)")
     p.add_argument("--threads", type=int, default=1,
-                   help="torch threads (1: many tiny ops, for which a second OpenMP thread rarely pays on 2 cores)")
+                   help="torch threads per run (1: many tiny ops, for which a second OpenMP thread rarely pays)")
     args = p.parse_args(argv)
     variants = [v for v in args.variants.split(",") if v]
     unknown = set(variants) - set(VARIANTS)
@@ -149,17 +179,16 @@ def main(argv: list[str] | None = None) -> None:
     seeds = [int(s) for s in args.seeds.split(",") if s]
     out = Path(args.out)
     gguf = smollm2_gguf()
-    import torch
-
-    torch.set_num_threads(args.threads)
     t0 = time.time()
     data = write_easy_vqa(out / "easy_vqa_arrow", args.train_images, args.test_images)
     tokenizer = save_tokenizer(gguf, out / "tokenizer")
     extra = ["--epochs", str(args.epochs)] if args.epochs else []
-    runs = [train_one(out, data, tokenizer, gguf, v, s, extra) for v in variants for s in seeds]
+    jobs = [(v, s, *run_argv(out, data, tokenizer, gguf, v, s, extra)) for v in variants for s in seeds]
+    runs = train_all(jobs, args.parallel, args.threads)
     md, rows = table(runs, variants)
     header = (f"easy-vqa, {args.train_images} train / {args.test_images} test images, seeds {seeds}, official VQA "
-              f"accuracy of the last epoch, mean ± sample std; total {time.time() - t0:.0f} s\n\n")
+              f"accuracy of the last epoch, mean ± sample std; {args.parallel} runs at a time x {args.threads} "
+              f"thread(s); total {time.time() - t0:.0f} s\n\n")
     (out / "results.md").write_text(header + md + "\n")
     (out / "results.json").write_text(json.dumps({"rows": rows, "runs": runs}, indent=1, default=str))
     print(header + md)
