@@ -214,9 +214,10 @@ class METER(nn.Module):
         for name, module in self.named_children():
             if name not in ("vit_model", "text_transformer"):
                 module.apply(init_weights)
-        if cfg.head == "irtr":  # METER: rank_output starts as the ITM head's "match" row
+        if cfg.head == "irtr":  # METER: rank_output starts as the ITM head's "match" row; the ITM head is frozen
             self.rank_output.weight.data.copy_(self.itm_score.fc.weight.data[1:])
             self.rank_output.bias.data.copy_(self.itm_score.fc.bias.data[1:])
+            self.itm_score.requires_grad_(False)
         # the graft: the frozen LLM block on the image tokens after the last co-attention layer (paper Fig. H)
         self.llm = build_adapter(hs, llm)
 

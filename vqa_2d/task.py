@@ -205,10 +205,8 @@ class VQA2DTask(Task):
         meter = lr_multiplier_patterns(args.lr_mult_head, args.lr_mult_cross_modal, args.adapter_lr_mult)
         if not hasattr(model, "llm") or model.llm is None:
             meter = meter[:-1]
-        if args.dataset == "vqav2":
-            meter = [p for p in meter if not p.startswith("itm_score")]
-        else:
-            meter = [p for p in meter if not p.startswith("vqa_classifier")]
+        head = "vqa_classifier" if args.dataset == "vqav2" else None  # f30k: itm_score is frozen (METER)
+        meter = [p for p in meter if not p.startswith(("vqa_classifier", "itm_score")) or p.startswith(str(head))]
         merged = argparse.Namespace(**{**vars(args), "lr_mult": list(args.lr_mult or []) + meter})
         return optim.build_optimizer(merged, model)
 

@@ -190,7 +190,8 @@ def test_llm_block_sits_on_the_image_stream(tiny_llama_dir):
         scores, itm = grafted(pixels, ids, mask, head="irtr")
     assert seen == [(6, model.num_image_tokens, 32)] and scores.shape == (2, 3) and itm.shape == (2, 2)
     frozen = [n for n, p in grafted.named_parameters() if not p.requires_grad]
-    assert frozen and all(n.startswith("llm.lm.") for n in frozen)
+    assert frozen and all(n.startswith(("llm.lm.", "itm_score.")) for n in frozen)  # METER freezes itm_score
+    assert {"itm_score.fc.weight", "itm_score.fc.bias"} <= set(frozen)
 
 
 def test_meter_ckpt_round_trip(tmp_path):
@@ -234,3 +235,27 @@ def to_openai_two_blocks(clip: CLIPVisionModel) -> dict[str, torch.Tensor]:
                          ("mlp.c_proj", "mlp.fc2")):
                 out[q + f"{a}.{kind}"] = sd[p + f"{b}.{kind}"]
     return out
+
+
+@pytest.mark.parametrize("dataset", ["vqav2", "f30k"])
+def test_optimizer_groups_are_meters(dataset, tiny_llama_dir):
+    from common.engine import config
+    from vqa_2d.task import TASK, meter_config
+
+    args = config.parse_args(TASK.build_parser(), [
+        "--dataset", dataset, "--llm-variant", "frozen", "--llm-path", str(tiny_llama_dir), "--lr", "1e-5",
+        "--lr-mult-head", "50", "--lr-mult-cross-modal", "5", "--adapter-lr-mult", "10",
+        *[f"--{k.replace('_', '-')}={v}" for k, v in TINY.items() if k != "num_answers"]])
+    model = METER(meter_config(args), LLMSpec.from_config(args))
+    optimizer = TASK.build_optimizer(args, model)
+    scale = {name: g["lr_scale"] for g in optimizer.param_groups for name in g["param_names"]}
+    head = 50 if dataset == "vqav2" else 1  # rank_output keeps the base LR in METER; itm_score is frozen
+    expected = {"vit_model.encoder.layers.0.mlp.fc1.weight": 1,
+                "text_transformer.encoder.layer.0.output.dense.weight": 1, "token_type_embeddings.weight": 1,
+                "cross_modal_image_layers.0.attention.self.query.weight": 5,
+                "cross_modal_text_pooler.dense.weight": 5, "cross_modal_image_transform.weight": 5,
+                "llm.in_proj.weight": 10, "llm.out_proj.weight": 10,
+                ("vqa_classifier.0.weight" if dataset == "vqav2" else "rank_output.weight"): head}
+    for name, factor in expected.items():
+        assert scale[name] == factor, name
+    assert not any(n.startswith(("itm_score.", "llm.lm.")) for n in scale)
