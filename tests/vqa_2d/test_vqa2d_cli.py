@@ -55,6 +55,17 @@ def test_vqa_json_train_evaluate_and_answers(tmp_path, tokenizer_dir):
                 for r in written]
     assert metrics["test_acc"] == pytest.approx(100 * sum(official) / len(official))
 
+    # test-dev: questions only (images in test2015/); the EvalAI submission file is the only output
+    questions = json.loads((data / "v2_OpenEnded_mscoco_val2014_questions.json").read_text())
+    (data / "test2015").mkdir()
+    for image in (data / "val2014").glob("*.jpg"):
+        (data / "test2015" / image.name.replace("val2014", "test2015")).write_bytes(image.read_bytes())
+    (data / "v2_OpenEnded_mscoco_test-dev2015_questions.json").write_text(json.dumps(questions))
+    submission = tmp_path / "test_dev.json"
+    evaluate.run(["--resume", str(out / "best.pth"), "--split", "test-dev2015", "--answers-out", str(submission)])
+    rows_out = json.loads(submission.read_text())
+    assert sorted(r["question_id"] for r in rows_out) == sorted(r["question_id"] for r in written)
+
 
 def test_vqa_arrow_with_frozen_llm_and_official_annotations(tmp_path, tokenizer_dir, tiny_llama_dir):
     arrow = write_vqa_arrow(tmp_path / "arrow", n_train=4, n_val=2)
