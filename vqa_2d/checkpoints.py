@@ -3,8 +3,11 @@ from an HF directory, and METER's own Lightning ``.ckpt`` (``state_dict`` of ``M
 
 METER ``.ckpt`` keys are this model's keys except the CLIP tower (``vit_model.visual.*`` in OpenAI layout, already
 ``layers - 1`` blocks; ``vit_model.positional_embedding`` / ``vit_model.ln_final.*`` are CLIP text leftovers,
-ignored) and heads this run does not build (``mlm_score``, ``itm_score``, ``vqa_classifier``, ``nlvr2_*`` ... are
-ignored only when the model lacks that head; a head it has must be there with the right shape).
+ignored; so are RoBERTa's unused ``text_transformer.pooler.*`` and ``*.position_ids`` buffers) and heads this run
+does not build (``mlm_score``, ``itm_score``, ``vqa_classifier``, ``nlvr2_*`` ... are ignored only when the model
+lacks that head; a head it has must be there with the right shape). A task head the checkpoint lacks entirely (a
+pretraining checkpoint has no ``vqa_classifier``) keeps its initialisation; ``rank_output`` then starts as row 1
+of ``itm_score`` as in METER.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from torch import nn
 
 from common.engine.errors import CheckpointError
 
-META_IGNORED = re.compile(r"^vit_model\.(positional_embedding|ln_final\.\w+|token_embedding\.weight|text_projection|"
-                          r"logit_scale|transformer\.resblocks\..*)$")
+# CLIP text leftovers of METER's CLIP module; RoBERTa's pooler (METER loads RobertaModel with it, never uses it) and
+# the position-id buffers transformers 4.x saved.
+META_IGNORED = re.compile(r"^(vit_model\.(positional_embedding|ln_final\.\w+|token_embedding\.weight|text_projection|"
+                          r"logit_scale|transformer\.resblocks\..*)|text_transformer\.pooler\..*|.*\.position_ids)$")
 HEAD_PREFIXES = ("mlm_score.", "itm_score.", "vqa_classifier.", "nlvr2_classifier.", "snli_classifier.",
                  "rank_output.")
 
@@ -96,6 +101,13 @@ def meter_to_model(state: dict[str, torch.Tensor], model) -> dict[str, torch.Ten
         out[key] = value
     if model.llm is not None:  # the adapter is new: keep its initialisation
         out.update({k: v for k, v in own.items() if k.startswith("llm.")})
+    if "rank_output.weight" in own and "rank_output.weight" not in out and "itm_score.fc.weight" in out:
+        # METER's IR/TR fine-tuning from a pretrained checkpoint: rank_output starts as the ITM "match" row
+        out["rank_output.weight"] = out["itm_score.fc.weight"][1:].clone()
+        out["rank_output.bias"] = out["itm_score.fc.bias"][1:].clone()
+    for head in ("vqa_classifier.", "rank_output."):  # a task head the checkpoint lacks entirely stays at its init
+        if not any(k.startswith(head) for k in out):
+            out.update({k: v for k, v in own.items() if k.startswith(head)})
     return out
 
 

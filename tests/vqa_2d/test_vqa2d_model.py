@@ -205,7 +205,8 @@ def test_meter_ckpt_round_trip(tmp_path):
     openai = to_openai_two_blocks(clip)
     state.update({f"vit_model.{k}": v for k, v in openai.items()})
     state.update({"vit_model.positional_embedding": torch.randn(77, 32), "vit_model.ln_final.weight": torch.ones(32),
-                  "mlm_score.bias": torch.zeros(60)})
+                  "mlm_score.bias": torch.zeros(60), "text_transformer.pooler.dense.weight": torch.zeros(32, 32),
+                  "text_transformer.embeddings.position_ids": torch.arange(20)[None]})
     torch.save({"state_dict": state, "epoch": 3}, tmp_path / "meter.ckpt")
     dst = tiny_meter()
     for p in dst.parameters():
@@ -215,8 +216,19 @@ def test_meter_ckpt_round_trip(tmp_path):
         torch.testing.assert_close(a, b, msg=k)
     state.pop("vqa_classifier.3.bias")
     torch.save({"state_dict": state}, tmp_path / "bad.ckpt")
-    with pytest.raises(CheckpointError, match="vqa_classifier.3.bias"):
+    with pytest.raises(CheckpointError, match="vqa_classifier.3.bias"):  # a head present in part is an error
         load_meter(dst, str(tmp_path / "bad.ckpt"))
+    # a pretraining checkpoint (no task head, an ITM head): VQA keeps its head init; IR/TR starts from ITM row 1
+    pretrain = {k: v for k, v in state.items() if not k.startswith("vqa_classifier.")}
+    pretrain.update({"itm_score.fc.weight": torch.randn(2, 64), "itm_score.fc.bias": torch.randn(2)})
+    torch.save({"state_dict": pretrain}, tmp_path / "pretrain.ckpt")
+    vqa = tiny_meter()
+    head = vqa.vqa_classifier[3].weight.clone()
+    load_meter(vqa, str(tmp_path / "pretrain.ckpt"))
+    assert torch.equal(vqa.vqa_classifier[3].weight, head)
+    irtr = tiny_meter(head="irtr")
+    load_meter(irtr, str(tmp_path / "pretrain.ckpt"))
+    torch.testing.assert_close(irtr.rank_output.weight, pretrain["itm_score.fc.weight"][1:])
 
 
 def to_openai_two_blocks(clip: CLIPVisionModel) -> dict[str, torch.Tensor]:
