@@ -32,6 +32,7 @@ class VQAEvalSet:
     loader: Any
     questions: list
     label2ans: list[str]
+    counter: Any = None  # the run's SkipCounter: unreadable evaluation images are counted into it
 
 
 class VQA2DTask(Task):
@@ -153,11 +154,10 @@ class VQA2DTask(Task):
         eval_set = vqav2.VQADataset(eval_qs, len(label2ans), tokenizer, args.max_text_len,
                                     inputs.image_transform(size, False))
         counter = inputs.SkipCounter(static if rank == 0 else None)
-        self._counter = counter
         evals = {}
         if eval_qs:
             evals["val"] = VQAEvalSet(loop.make_loader(eval_set, args, train=False, collate_fn=inputs.collate,
-                                                       batch_size=args.eval_batch_size), eval_qs, label2ans)
+                                                       batch_size=args.eval_batch_size), eval_qs, label2ans, counter)
         return TaskData(train=loop.make_loader(train_set, args, train=True, collate_fn=inputs.collate),
                         evals=evals, skipped=counter,
                         info={"num_answers": len(label2ans), "train_questions": len(train_qs),
@@ -180,7 +180,6 @@ class VQA2DTask(Task):
         train_set = f30k.CaptionTrainDataset(train_images, tokenizer, args.max_text_len,
                                              inputs.image_transform(size, True, args.randaug), args.draw_false_text)
         counter = inputs.SkipCounter(static if rank == 0 else None)
-        self._counter = counter
         evals = {}
         if eval_images:
             evals["test"] = f30k.RetrievalSet(f30k.ImageSet(eval_images, inputs.image_transform(size, False)),
@@ -240,7 +239,7 @@ class VQA2DTask(Task):
         from vqa_2d.evaluation import evaluate_retrieval, evaluate_vqa
 
         if isinstance(eval_set, VQAEvalSet):
-            return evaluate_vqa(model, eval_set, args, getattr(self, "_counter", None))
+            return evaluate_vqa(model, eval_set, args, eval_set.counter)
         return evaluate_retrieval(model, eval_set, args)
 
 
