@@ -271,3 +271,48 @@ def test_optimizer_groups_are_meters(dataset, tiny_llama_dir):
     for name, factor in expected.items():
         assert scale[name] == factor, name
     assert not any(n.startswith(("itm_score.", "llm.lm.")) for n in scale)
+
+
+def test_hf_clipmodel_directory(tmp_path):
+    """A full ``CLIPModel`` directory (as openai/clip-vit-base-patch32): text tower and projections ignored."""
+    from transformers import CLIPConfig, CLIPModel
+
+    torch.manual_seed(2)
+    clip = CLIPModel(CLIPConfig(
+        text_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         vocab_size=50, max_position_embeddings=16, bos_token_id=0, eos_token_id=1, pad_token_id=1),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2,
+                           image_size=16, patch_size=8, hidden_act="quick_gelu"), projection_dim=8)).eval()
+    clip.save_pretrained(tmp_path / "clip")
+    model = tiny_meter()
+    load_clip(model, str(tmp_path / "clip"))
+    pixels = torch.randn(1, 3, 16, 16)
+    with torch.no_grad():
+        tower = model.vit_model
+        got = tower.post_layernorm(tower.encoder(inputs_embeds=tower.pre_layrnorm(tower.embeddings(pixels)))[0])
+        hidden = clip.vision_model(pixel_values=pixels, output_hidden_states=True).hidden_states
+        ref = clip.vision_model.post_layernorm(hidden[-2])
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_roberta_directory_masked_lm_files(tmp_path):
+    """roberta-base as released (``RobertaForMaskedLM``: ``roberta.`` prefix, LM head): strict text-encoder load."""
+    from transformers import RobertaConfig, RobertaForMaskedLM
+
+    from vqa_2d.checkpoints import load_roberta
+
+    torch.manual_seed(3)
+    mlm = RobertaForMaskedLM(RobertaConfig(vocab_size=60, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                           intermediate_size=64, max_position_embeddings=20, pad_token_id=1,
+                                           type_vocab_size=1, layer_norm_eps=1e-5)).eval()
+    mlm.save_pretrained(tmp_path / "roberta")
+    model = tiny_meter()
+    load_roberta(model, str(tmp_path / "roberta"))
+    ids, mask = torch.tensor([[0, 5, 6, 2, 1, 1]]), torch.tensor([[1, 1, 1, 1, 0, 0]])
+    with torch.no_grad():
+        got = model.text_transformer(input_ids=ids, attention_mask=mask).last_hidden_state
+        ref = mlm.roberta(input_ids=ids, attention_mask=mask).last_hidden_state
+    torch.testing.assert_close(got[:, :4], ref[:, :4])
+    bigger = tiny_meter(text_width=48, text_heads=2, hidden_size=32)
+    with pytest.raises(CheckpointError, match="mis-shaped"):
+        load_roberta(bigger, str(tmp_path / "roberta"))
