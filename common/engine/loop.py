@@ -82,13 +82,12 @@ def run_cli(main: Callable[[argparse.Namespace], Any], parser: argparse.Argument
 
 
 def create_model(build_model: Callable[[argparse.Namespace], nn.Module], args: argparse.Namespace) -> nn.Module:
-    """``build_model(args)`` with LLM-checkpoint problems (``common.frozen_lm.CheckpointError``) turned into an
-    ``LLMCheckpointError`` about ``--llm-path`` and other bad values (``ValueError``) into a ``ConfigError``."""
-    from common.frozen_lm import CheckpointError as BadLLMCheckpoint  # lazily: no model code at import time
-
+    """``build_model(args)`` with LLM-checkpoint problems (``common.frozen_lm.CheckpointError``, an
+    ``LLMCheckpointError``) said to be about ``--llm-path`` and other bad values (``ValueError``) turned into a
+    ``ConfigError``."""
     try:
         return build_model(args)
-    except BadLLMCheckpoint as e:
+    except LLMCheckpointError as e:
         raise LLMCheckpointError(f"--llm-path: {e}") from e
     except ValueError as e:
         raise ConfigError(str(e)) from e

@@ -1,0 +1,17 @@
+"""``smoke_argv`` for the registry tests: a tiny VQAv2 arrow set and a tiny METER with the frozen block."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from vqa_fixtures import TINY_MODEL, save_tokenizer, write_vqa_arrow  # noqa: E402
+
+
+def smoke_argv(tmp_path: Path, llm_dir: Path) -> list[str]:
+    data = write_vqa_arrow(tmp_path / "vqa_arrow", n_train=4, n_val=2)
+    tokenizer = save_tokenizer(tmp_path / "tokenizer")
+    return ["--dataset", "vqav2", "--data-format", "arrow", "--data-path", str(data), "--tokenizer", str(tokenizer),
+            *TINY_MODEL, "--llm-variant", "frozen", "--llm-path", str(llm_dir), "--num-workers", "0",
+            "--batch-size", "4", "--warmup-epochs", "0", "--lr", "1e-4"]
