@@ -16,10 +16,9 @@ from __future__ import annotations
 import argparse
 import logging
 
-from common.engine import distributed, loop, rng
-from common.engine import logging as runlog
+from common.engine import loop
 from common.engine.errors import ConfigError
-from common.engine.runner import load_run
+from common.engine.runner import load_run, setup_evaluation
 
 from .checkpoints import load_released
 from .data import collate
@@ -45,9 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(args: argparse.Namespace) -> dict[str, float]:
     if bool(args.checkpoint) == bool(args.released):
         raise ConfigError("pass exactly one of --checkpoint RUN/best.pth or --released model.pth")
-    info = distributed.init_distributed(args.device)
-    runlog.setup_logging(info.rank)
-    rng.seed_everything(args.seed, info.rank)
+    info = setup_evaluation(args)
     if args.checkpoint:
         given = {k: getattr(args, k) for k in OVERRIDES if getattr(args, k) is not None}
         run = load_run(TASK, args.checkpoint, use_ema=args.ema, overrides=given)
