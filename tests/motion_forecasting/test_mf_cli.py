@@ -117,7 +117,7 @@ def test_mmtransformer_region_based_training_from_the_cache(tmp_path, av1_root):
                "--mm-layers", "1", "--modes", "4", "--rts-regions", "2", "--eval-k", "2", "--num-workers", "0",
                "--batch-size", "3", "--epochs", "1", "--warmup-epochs", "0", "--device", "cpu",
                "--mm-checkpoint", str(tmp_path / "demo.pt"), "--lr", "1e-9", "--output-dir", str(run)])
-    trained = torch.load(run / "checkpoint.pth", map_location="cpu", weights_only=False)["model"]
+    trained = torch.load(run / "checkpoint.pth", map_location="cpu", weights_only=True)["model"]
     torch.testing.assert_close(trained["query_embed.weight"], released["stacked_transformer.query_embed.weight"],
                                atol=1e-5, rtol=0)
     saved = (run / "config.yaml").read_text()

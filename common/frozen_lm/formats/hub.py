@@ -17,6 +17,7 @@ import contextlib
 import json
 import shutil
 import struct
+from abc import abstractmethod
 from pathlib import Path
 
 from ..config import LMConfig, resolve_layers
@@ -152,8 +153,9 @@ class _HubReader:
         self.bytes_fetched = 0  # from the network, headers included
 
     # ---- to implement -----------------------------------------------------------------------------------------
+    @abstractmethod
     def _tensor_range(self, key: str) -> tuple[PartialFile, int, int]:
-        raise NotImplementedError
+        """(the partial file holding ``key``, its byte offset, its byte length)."""
 
     # ---- fetching ---------------------------------------------------------------------------------------------
     def fetch(self, keys, what: str) -> int:
@@ -226,8 +228,9 @@ class _HubReader:
                 "bytes_to_fetch": sum(f["bytes_to_fetch"] for f in files),
                 "weights_bytes": self.weights_bytes()}
 
+    @abstractmethod
     def weights_bytes(self) -> int:
-        raise NotImplementedError
+        """Bytes of all weights in the repository's files (what a full download would read)."""
 
 
 class HubHFReader(_HubReader, HFReader):
