@@ -130,6 +130,11 @@ class Task(ABC):
 
             raise LLMCheckpointError(f"--llm-path: {spec.path}: no such file or directory")
 
+    def best_for(self, args: argparse.Namespace) -> tuple[str, str]:
+        """(metric, 'max' | 'min') selecting ``best.pth`` for this run; a task whose datasets report different
+        metrics (VQA score vs retrieval rsum) chooses by ``args``. Default: the class attributes."""
+        return self.best_metric, self.best_mode
+
     def build_optimizer(self, args: argparse.Namespace, model: nn.Module) -> torch.optim.Optimizer:
         """The optimizer of ``args`` (``--opt``, ``--lr`` as given, LR multipliers) over trainable parameters."""
         from common.engine import optim

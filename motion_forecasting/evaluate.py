@@ -10,13 +10,12 @@ Prints one JSON line ``{"test_minFDE": ..., ...}`` (splits without a future: ``t
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 
 import pyarrow.parquet as pq
 
-from common.engine import distributed, loop, runner
-from common.engine.errors import ConfigError, EngineError
+from common.engine import loop, runner
+from common.engine.errors import ConfigError
 
 from .data.dataset import SkipCounts
 from .predict import predict, split_loader
@@ -70,17 +69,7 @@ def write_submission(path: str, dataset: str, predictions) -> None:
 
 
 def run(argv: Sequence[str] | None = None) -> None:
-    opts = build_parser().parse_args(argv)
-    code = 0
-    try:
-        main(opts)
-    except EngineError as e:
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        code = e.exit_code
-    finally:
-        distributed.cleanup()
-    if code:
-        sys.exit(code)
+    loop.run_main(main, build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -7,14 +7,12 @@ trajectories with their probabilities (target frame, metres).
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from common.engine import distributed, runner
-from common.engine.errors import EngineError
+from common.engine import loop, runner
 
 from .data.dataset import SkipCounts
 from .predict import Prediction, predict, split_loader
@@ -81,17 +79,7 @@ def main(opts: argparse.Namespace) -> list[Path]:
 
 
 def run(argv: Sequence[str] | None = None) -> None:
-    opts = build_parser().parse_args(argv)
-    code = 0
-    try:
-        main(opts)
-    except EngineError as e:
-        print(f"error: {e}", file=sys.stderr, flush=True)
-        code = e.exit_code
-    finally:
-        distributed.cleanup()
-    if code:
-        sys.exit(code)
+    loop.run_main(main, build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

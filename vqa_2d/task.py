@@ -41,6 +41,9 @@ class VQA2DTask(Task):
     best_mode = "max"
     metrics = ("vqa_score", "acc", "acc_yes_no", "acc_number", "acc_other")
     graft = "METER: LLM adapter on the image tokens after the last co-attention layer, before the image pooler"
+    # --freeze-encoder trains the adapter and what follows it: the two poolers and the task heads
+    head_prefixes = ("cross_modal_image_pooler.", "cross_modal_text_pooler.", "vqa_classifier.", "itm_score.",
+                     "rank_output.")
 
     # ---- flags ------------------------------------------------------------------------------------------------
     def add_args(self, parser: argparse.ArgumentParser) -> None:
@@ -97,7 +100,9 @@ class VQA2DTask(Task):
             value = getattr(args, flag)
             if value and not Path(value).exists():
                 raise ConfigError(f"--{flag.replace('_', '-')} {value}: no such file or directory")
-        self.best_metric = "vqa_score" if args.dataset == "vqav2" else "rsum"
+
+    def best_for(self, args: argparse.Namespace) -> tuple[str, str]:
+        return ("vqa_score" if args.dataset == "vqav2" else "rsum"), "max"
 
     # ---- data ----------------------------------------------------------------------------------------------------
     def build_data(self, args: argparse.Namespace, rank: int, world_size: int) -> TaskData:

@@ -66,9 +66,13 @@ def setup(args: argparse.Namespace, save: bool = True) -> DistInfo:
 
 def run_cli(main: Callable[[argparse.Namespace], Any], parser: argparse.ArgumentParser,
             argv: Sequence[str] | None = None) -> None:
-    """Parse (with ``--config``), run ``main(args)``; engine errors become one line on stderr and an exit code
-    (2 config, 1 checkpoint, 3 diverged). The process group is always left."""
-    args = config.parse_args(parser, argv)
+    """Parse (with ``--config``), then ``run_main(main, args)``."""
+    run_main(main, config.parse_args(parser, argv))
+
+
+def run_main(main: Callable[[argparse.Namespace], Any], args: argparse.Namespace) -> None:
+    """Run ``main(args)``; an ``EngineError`` becomes one line on stderr and its exit code (the table in
+    ``errors.py``). The process group is always left."""
     code = 0
     try:
         main(args)

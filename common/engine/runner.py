@@ -102,9 +102,10 @@ def train_main(task, args: argparse.Namespace) -> dict[str, Any]:
     optimizer = task.build_optimizer(scaled, model)
     if not data.evals and args.eval_only:
         raise ConfigError("--eval-only needs an evaluation set")
+    best_metric, best_mode = task.best_for(args)
     return loop.fit(scaled, model, data.train, task.loss_fn(args, data), val_loader=data.evals or None,
                     evaluate_fn=evaluate_sets(task, args) if data.evals else None,
-                    best_metric=task.best_metric, best_mode=task.best_mode, optimizer=optimizer, dist_info=info,
+                    best_metric=best_metric, best_mode=best_mode, optimizer=optimizer, dist_info=info,
                     epoch_stats=skipped_stats(data, info.device), saved_config=config.config_to_dict(args))
 
 
