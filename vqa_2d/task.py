@@ -41,6 +41,9 @@ class VQA2DTask(Task):
     best_mode = "max"
     metrics = ("vqa_score", "acc", "acc_yes_no", "acc_number", "acc_other")
     graft = "METER: LLM adapter on the image tokens after the last co-attention layer, before the image pooler"
+    # after the graft: the poolers over both streams' first tokens and the task heads
+    head_prefixes = ("cross_modal_image_pooler.", "cross_modal_text_pooler.", "vqa_classifier.", "itm_score.",
+                     "rank_output.")
 
     # ---- flags ------------------------------------------------------------------------------------------------
     def add_args(self, parser: argparse.ArgumentParser) -> None:
