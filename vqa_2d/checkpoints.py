@@ -8,6 +8,12 @@ does not build (``mlm_score``, ``itm_score``, ``vqa_classifier``, ``nlvr2_*`` ..
 lacks that head; a head it has must be there with the right shape). A task head the checkpoint lacks entirely (a
 pretraining checkpoint has no ``vqa_classifier``) keeps its initialisation; ``rank_output`` then starts as row 1
 of ``itm_score`` as in METER.
+
+Every file is read with ``weights_only=True`` (``common.engine.state_dict``). A METER ``.ckpt`` is a PyTorch
+Lightning 1.3 checkpoint: besides plain values it pickles ``save_hyperparameters``' ``AttributeDict`` and, as the
+key of ``callbacks``, the ``ModelCheckpoint`` class (PL 1.3 ``callback_states[type(callback)]``). Neither package
+is needed: local stand-ins carry those two names, so the unpickler builds a plain dict / a bare key class and
+refuses every other class.
 """
 
 from __future__ import annotations
@@ -20,11 +26,31 @@ import torch
 from torch import nn
 
 from common.engine.errors import CheckpointError
+from common.engine.state_dict import ALLOWED_GLOBALS, read_state_dict
 
 # CLIP text leftovers of METER's CLIP module; RoBERTa's pooler (METER loads RobertaModel with it, never uses it) and
 # the position-id buffers transformers 4.x saved.
 META_IGNORED = re.compile(r"^(vit_model\.(positional_embedding|ln_final\.\w+|token_embedding\.weight|text_projection|"
                           r"logit_scale|transformer\.resblocks\..*)|text_transformer\.pooler\..*|.*\.position_ids)$")
+
+
+class _AttributeDict:
+    """Stand-in for ``pytorch_lightning.utilities.parsing.AttributeDict`` (METER's hyper-parameters): builds a
+    plain ``dict``, as torch's ``weights_only`` unpickler fills (SETITEMS) only exact dict types, no subclass."""
+
+    def __new__(cls, *args, **kwargs) -> dict:
+        return dict(*args, **kwargs)
+
+
+class _ModelCheckpoint:
+    """Stand-in for ``pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint`` (a dict key only)."""
+
+
+# Registered under the upstream names: torch's allow-list matches ``module.qualname``.
+_AttributeDict.__module__, _AttributeDict.__qualname__ = "pytorch_lightning.utilities.parsing", "AttributeDict"
+_ModelCheckpoint.__module__ = "pytorch_lightning.callbacks.model_checkpoint"
+_ModelCheckpoint.__qualname__ = "ModelCheckpoint"
+LIGHTNING_GLOBALS = (*ALLOWED_GLOBALS, _AttributeDict, _ModelCheckpoint)
 HEAD_PREFIXES = ("mlm_score.", "itm_score.", "vqa_classifier.", "nlvr2_classifier.", "snli_classifier.",
                  "rank_output.")
 
@@ -59,17 +85,24 @@ def load_clip(model, path: str) -> None:
     load_strict(model.vit_model, state, f"--clip-path {path}")
 
 
-def read_hf_state(directory: Path) -> dict[str, torch.Tensor]:
+def read_hf_weights(directory: str | Path) -> dict[str, torch.Tensor]:
+    """All tensors of a Hugging Face model directory: its ``*.safetensors`` shards, else ``pytorch_model.bin``
+    (read ``weights_only``). ``CheckpointError`` naming the directory when it holds neither."""
+    directory = Path(directory)
     files = sorted(directory.glob("*.safetensors"))
     if files:
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
         state: dict[str, torch.Tensor] = {}
         for f in files:
-            state.update(load_file(str(f)))
+            try:
+                state.update(load_file(str(f)))
+            except (SafetensorError, OSError) as err:
+                raise CheckpointError(f"cannot read {f}: {err}") from err
         return state
     if (directory / "pytorch_model.bin").is_file():
-        return torch.load(directory / "pytorch_model.bin", map_location="cpu", weights_only=True)
+        return read_state_dict(directory / "pytorch_model.bin", keys=())[0]
     raise CheckpointError(f"{directory}: no *.safetensors or pytorch_model.bin")
 
 
@@ -77,7 +110,7 @@ def load_roberta(model, path: str) -> None:
     """roberta-base (``RobertaModel`` or ``RobertaForMaskedLM`` files): ``roberta.`` prefix stripped, the LM head,
     pooler and position-id buffer ignored."""
     state = {}
-    for key, value in read_hf_state(Path(path)).items():
+    for key, value in read_hf_weights(path).items():
         name = key.removeprefix("roberta.")
         if name.startswith(("lm_head.", "pooler.")) or name.endswith("position_ids"):
             continue
@@ -112,13 +145,11 @@ def meter_to_model(state: dict[str, torch.Tensor], model) -> dict[str, torch.Ten
 
 
 def load_meter(model, path: str) -> None:
+    """METER's Lightning ``.ckpt`` (its ``state_dict``) into ``model`` through ``meter_to_model``, strictly."""
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001 -- any unpickling failure is the same user error
-        raise CheckpointError(f"--meter-ckpt {path}: cannot be read ({err})") from err
-    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict):
-        raise CheckpointError(f"--meter-ckpt {path}: no state_dict")
+        state, _ = read_state_dict(path, keys=("state_dict",), allow=LIGHTNING_GLOBALS)
+    except CheckpointError as err:
+        raise CheckpointError(f"--meter-ckpt {err}") from err
     load_strict(model, meter_to_model(state, model), f"--meter-ckpt {path}")
 
 

@@ -20,6 +20,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from common.engine.errors import CheckpointError
+from common.engine.state_dict import read_state_dict
+from vqa_2d.checkpoints import read_hf_weights
+
 # OpenAI keys outside the visual tower (text tower and the embedding metadata).
 OPENAI_TEXT = re.compile(r"^(token_embedding\.|positional_embedding$|transformer\.|ln_final\.|text_projection$|"
                          r"logit_scale$|input_resolution$|context_length$|vocab_size$)")
@@ -52,13 +56,9 @@ def read_openai(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     except RuntimeError:
         pass
     try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 -- any unpickling failure is the same user error
-        raise CLIPWeightsError(f"{path}: neither a TorchScript archive nor a state dict ({err})") from err
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise CLIPWeightsError(f"{path}: expected a state dict, got {type(state).__name__}")
+        state, _ = read_state_dict(path, keys=("state_dict",), allow=())
+    except CheckpointError as err:
+        raise CLIPWeightsError(f"neither a TorchScript archive nor a state dict: {err}") from err
     return state
 
 
@@ -70,18 +70,10 @@ def read_hf(directory: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
         raise CLIPWeightsError(f"{directory}: no config.json")
     config = json.loads(config_path.read_text())
     vision = config.get("vision_config", config)
-    files = sorted(directory.glob("*.safetensors"))
-    if files:
-        from safetensors.torch import load_file
-
-        state: dict[str, torch.Tensor] = {}
-        for f in files:
-            state.update(load_file(str(f)))
-    elif (directory / "pytorch_model.bin").is_file():
-        state = torch.load(directory / "pytorch_model.bin", map_location="cpu", weights_only=True)
-    else:
-        raise CLIPWeightsError(f"{directory}: no *.safetensors or pytorch_model.bin")
-    return state, vision
+    try:
+        return read_hf_weights(directory), vision
+    except CheckpointError as err:
+        raise CLIPWeightsError(str(err)) from err
 
 
 def openai_dims(state: dict[str, torch.Tensor]) -> CLIPDims:

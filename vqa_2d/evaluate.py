@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> dict:
-    info = distributed.init_distributed(args.device)
+    info = runner.setup_evaluation(args)
     overrides = {"llm_path": args.llm_path, "data_path": args.data_path, "data_format": args.data_format,
                  "eval_split": args.split, "annotations": args.annotations, "tokenizer": args.tokenizer,
                  "eval_limit": args.eval_limit, "batch_size": args.batch_size, "num_workers": args.num_workers,

@@ -12,6 +12,7 @@ CLIP tower (``vqa_2d.checkpoints``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -247,13 +248,17 @@ class METER(nn.Module):
             y = self.llm(y)
         return torch.cat([self.cross_modal_text_pooler(x), self.cross_modal_image_pooler(y)], dim=-1)
 
-    def forward(self, pixels: torch.Tensor, text_ids: torch.Tensor, text_masks: torch.Tensor,
-                head: str | None = None):
+    def forward(self, pixels: torch.Tensor | Mapping[str, torch.Tensor], text_ids: torch.Tensor | None = None,
+                text_masks: torch.Tensor | None = None, head: str | None = None):
         """``head=None``: ``cls_feats`` of image-text pairs. ``"vqa"``: answer logits. ``"irtr"``: ``text_ids``
         (B, 1 + K, L) holds each image's positive caption then K negatives -> rank scores (B, 1 + K) and ITM
         logits (2·(B // 2), 2) of the first half of the images with their positive and the second half with
         their first negative (None when K = 0). Each image goes through CLIP once (exact: the tower has no
         dropout), as METER's repeated image batch would."""
+        if isinstance(pixels, Mapping):  # one input dict (``tools.analyze`` calls ``model(inputs)``)
+            return self(pixels["pixels"], pixels["text_ids"], pixels["text_masks"], head)
+        if text_ids is None or text_masks is None:
+            raise ValueError("METER needs text_ids and text_masks with the pixels")
         if head in (None, "vqa"):
             feats = self.fuse(self.encode_text(text_ids, text_masks), text_masks, self.encode_image(pixels))
             return feats if head is None else self.vqa_classifier(feats)

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from common.engine import distributed, loop
+from common.engine.state_dict import torch_load
 from vqa_2d.data.f30k import RetrievalSet
 from vqa_2d.data.inputs import collate
 
@@ -60,7 +61,7 @@ def prerank_candidates(model, rset: RetrievalSet, text_tokens: torch.Tensor, k: 
 def _load_cache(path: Path, key: str) -> dict[int, torch.Tensor]:
     if not path.is_file():
         return {}
-    saved = torch.load(path, map_location="cpu", weights_only=True)
+    saved = torch_load(path, allow=())  # {key: str, rows: {image index: tensor}}
     if saved.get("key") != key:
         log.warning("score cache %s belongs to another model/set; starting over", path)
         return {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,11 @@ from torch import nn
 from common.engine import distributed, loop
 from common.engine.errors import CheckpointError, ConfigError, DataPathError
 from common.frozen_lm import LLMSpec, add_llm_args
-from common.task import Task, TaskData
+from common.task import AnalysisSample, Task, TaskData
 
 log = logging.getLogger(__name__)
+# the question paired with every image by ``analysis_samples`` (the maps show the image stream given a text)
+ANALYSIS_QUESTION = "what is in the image?"
 
 SIZE_FLAGS = ("vit_width", "vit_layers", "vit_heads", "vit_patch", "vit_ffn", "text_vocab", "text_width",
               "text_layers", "text_heads", "text_ffn", "text_max_positions", "text_pad_id", "num_answers")
@@ -192,6 +195,39 @@ class VQA2DTask(Task):
         return TaskData(train=loop.make_loader(train_set, args, train=True, collate_fn=inputs.collate),
                         evals=evals, skipped=counter,
                         info={"train_images": len(train_images), "eval_images": len(eval_images)})
+
+    # ---- analysis ------------------------------------------------------------------------------------------------
+    def analysis_samples(self, args: argparse.Namespace, paths: Sequence[str]) -> list[AnalysisSample]:
+        """Each image through the evaluation transform, paired with ``ANALYSIS_QUESTION`` tokenized by the run's
+        tokenizer (``--max-text-len``); ``display`` is the same crop as an (H, W, 3) array in [0, 1]."""
+        import numpy as np
+        from torchvision import transforms as T
+
+        from vqa_2d.data import inputs
+
+        size = int(args.image_size)
+        transform = inputs.image_transform(size, train=False)
+        geometry = T.Compose(transform.transforms[:-2])  # without ToTensor + Normalize
+        tokenizer = inputs.load_tokenizer(args.tokenizer)
+        text_ids, text_masks = inputs.encode_text(tokenizer, ANALYSIS_QUESTION, int(args.max_text_len))
+        samples = []
+        for path in paths:
+            image = inputs.open_image(path)
+            if image is None:
+                raise DataPathError(f"{path}: not a readable image")
+            batch = {"pixels": transform(image)[None], "text_ids": text_ids[None], "text_masks": text_masks[None]}
+            display = np.asarray(geometry(image), dtype=np.float32) / 255.0
+            samples.append(AnalysisSample(name=Path(path).name, inputs=batch, display=display))
+        return samples
+
+    def analysis_spec(self, model: nn.Module, inputs: Any) -> Any:
+        """Image tokens after the last co-attention layer (``encoder``: CLS + the patch grid), then the adapter.
+        No ``cls_attn_encoder`` row: that layer attends to the text too (its self-attention row is not read)."""
+        from common.analysis import PatchGrid, spec_from_parts
+
+        grid = model.cfg.image_size // model.cfg.vit_patch
+        return spec_from_parts(model.cross_modal_image_layers[-1], PatchGrid(grid, grid), model.llm,
+                               num_prefix_tokens=1, cls_index=0)
 
     # ---- model -----------------------------------------------------------------------------------------------------
     def build_model(self, args: argparse.Namespace) -> nn.Module:

@@ -1,5 +1,10 @@
 """METER's parts against reference computations: the CLIP tower (layers − 1 blocks, post-LN on every token)
-through the OpenAI and HF key maps, the co-attention layer against BERT's formula, text padding, the graft."""
+through the OpenAI and HF key maps, the co-attention layer against BERT's formula, text padding, the graft; METER's
+Lightning ``.ckpt`` read weights_only (PL 1.3's pickled classes written by a temporary stand-in package)."""
+
+import importlib
+import sys
+import zipfile
 
 import pytest
 import torch
@@ -316,3 +321,81 @@ def test_roberta_directory_masked_lm_files(tmp_path):
     bigger = tiny_meter(text_width=48, text_heads=2, hidden_size=32)
     with pytest.raises(CheckpointError, match="mis-shaped"):
         load_roberta(bigger, str(tmp_path / "roberta"))
+
+
+PL_MODULES = {
+    "pytorch_lightning/__init__.py": "",
+    "pytorch_lightning/utilities/__init__.py": "",
+    "pytorch_lightning/utilities/parsing.py": "class AttributeDict(dict):\n    pass\n",
+    "pytorch_lightning/callbacks/__init__.py": "",
+    "pytorch_lightning/callbacks/model_checkpoint.py": "class ModelCheckpoint:\n    pass\n",
+    "foreign_payload.py": "class Payload:\n    pass\n",
+}
+
+
+def save_with_fake_packages(tmp_path, monkeypatch, make_ckpt, name: str):
+    """``torch.save(make_ckpt(modules))`` with the temporary packages importable; they are gone afterwards."""
+    root = tmp_path / "pkgs"
+    for rel, text in PL_MODULES.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    with monkeypatch.context() as m:
+        m.syspath_prepend(str(root))
+        from foreign_payload import Payload
+        from pytorch_lightning.callbacks.model_checkpoint import ModelCheckpoint
+        from pytorch_lightning.utilities.parsing import AttributeDict
+
+        torch.save(make_ckpt(AttributeDict, ModelCheckpoint, Payload), tmp_path / name)
+        for mod in [k for k in sys.modules if k.split(".")[0] in ("pytorch_lightning", "foreign_payload")]:
+            del sys.modules[mod]
+        importlib.invalidate_caches()
+    return tmp_path / name
+
+
+def lightning_ckpt(state):
+    """The layout PL 1.3's ``dump_checkpoint`` writes for METER (callbacks keyed by the callback class)."""
+    def make(attribute_dict, model_checkpoint, _payload):
+        return {"epoch": 9, "global_step": 1000, "pytorch-lightning_version": "1.3.2", "state_dict": state,
+                "callbacks": {model_checkpoint: {"monitor": "val/the_metric", "best_model_score": torch.tensor(0.7),
+                                                 "best_model_path": "/ckpt/last.ckpt"}},
+                "optimizer_states": [{"state": {}, "param_groups": [{"lr": 1e-5, "params": [0]}]}],
+                "lr_schedulers": [{"base_lrs": [1e-5], "last_epoch": 1000, "lr_lambdas": [None]}],
+                "hparams_name": "config",
+                "hyper_parameters": attribute_dict(loss_names={"vqa": 1}, max_text_len=40, tokenizer="roberta-base")}
+    return make
+
+
+def test_meter_lightning_ckpt_loads_without_pytorch_lightning(tmp_path, monkeypatch):
+    src = tiny_meter()
+    state = {k: v for k, v in src.state_dict().items() if not k.startswith("vit_model.")}
+    clip = CLIPVisionModel(CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                            num_attention_heads=2, image_size=16, patch_size=8))
+    clip.load_state_dict(src.vit_model.state_dict())
+    state.update({f"vit_model.{k}": v for k, v in to_openai_two_blocks(clip).items()})
+    path = save_with_fake_packages(tmp_path, monkeypatch, lightning_ckpt(state), "meter.ckpt")
+    assert _pickle_mentions(path, "pytorch_lightning.utilities.parsing")
+    with pytest.raises(ModuleNotFoundError):
+        import pytorch_lightning  # noqa: F401 -- the writer's package is gone: the reader must not need it
+    dst = tiny_meter()
+    for p in dst.parameters():
+        p.data.zero_()
+    load_meter(dst, str(path))
+    for (k, a), b in zip(src.state_dict().items(), dst.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=k)
+
+
+def test_a_foreign_class_in_a_lightning_ckpt_is_refused_in_one_line(tmp_path, monkeypatch):
+    def make(attribute_dict, _model_checkpoint, payload):
+        return {"state_dict": {}, "hyper_parameters": attribute_dict(x=1), "extra": payload()}
+
+    path = save_with_fake_packages(tmp_path, monkeypatch, make, "evil.ckpt")
+    with pytest.raises(CheckpointError) as err:
+        load_meter(tiny_meter(), str(path))
+    message = str(err.value)
+    assert "\n" not in message and "--meter-ckpt" in message and str(path) in message
+    assert "foreign_payload.Payload" in message
+
+
+def _pickle_mentions(path, name: str) -> bool:
+    with zipfile.ZipFile(path) as z:
+        return any(name.encode() in z.read(n) for n in z.namelist() if n.endswith("data.pkl"))
