@@ -15,8 +15,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from common.engine import distributed, loop, runner
-from common.engine.errors import ConfigError, EngineError
+from common.engine import loop, runner
+from common.engine.errors import ConfigError
 from vqa_2d.task import TASK
 
 
@@ -90,17 +90,7 @@ def main(args: argparse.Namespace) -> dict:
 
 
 def run(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    code = 0
-    try:
-        main(args)
-    except EngineError as err:
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        code = err.exit_code
-    finally:
-        distributed.cleanup()
-    if code:
-        sys.exit(code)
+    loop.run_main(main, build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":
