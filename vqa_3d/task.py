@@ -7,23 +7,28 @@ import logging
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from common.engine import distributed, loop
 from common.engine.errors import ConfigError, DataPathError
 from common.frozen_lm import LLMSpec, add_llm_args
-from common.task import Task, TaskData
+from common.task import AnalysisSample, Task, TaskData
 
 from .data import SQADataset, collate, glove_words
 from .losses import LossWeights, total_loss
 from .metrics import em_metrics
 from .model import ScanQA, SQAConfig
 from .sqa import AnswerVocab, answers_of, read_split
-from .text import GloVe
+from .scenes import load_scene, point_cloud_input
+from .text import GloVe, tokenize
 
 log = logging.getLogger(__name__)
 VOCAB_FILE = "answer_vocab.json"
+SCENE_SUFFIX = "_aligned_vert.npy"
+ANALYSIS_SITUATION = "I am standing in the middle of the room facing the table."  # one fixed situation ...
+ANALYSIS_QUESTION = "What is in front of me?"  # ... and question for every analysed scene (tools.analyze)
 
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
@@ -273,6 +278,46 @@ class VQA3DTask(Task):
         if not len(all_targets):
             return {"em1": math.nan, "em10": math.nan}
         return em_metrics(all_scores, all_targets, all_types)
+
+
+    # ---- analysis (tools.analyze) -----------------------------------------------------------------------------
+    def analysis_samples(self, args: argparse.Namespace, paths) -> list[AnalysisSample]:
+        """Each ScanQA scene file (``<scene>_aligned_vert.npy``, its other files beside it) as the evaluation input
+        is built (``point_cloud_input``, ``--num-points``, the run's colour / height flags, seeded), with
+        ``ANALYSIS_SITUATION`` and ``ANALYSIS_QUESTION`` embedded by the run's GloVe (``--wos``: situation 'unk');
+        ``display`` is the scene's xyz (every vertex)."""
+        s_tokens, q_tokens = tokenize(ANALYSIS_SITUATION), tokenize(ANALYSIS_QUESTION)
+        glove = GloVe.load(args.glove, keep=set(s_tokens) | set(q_tokens))
+        if args.lang_emb_size and glove.dim != args.lang_emb_size:
+            raise DataPathError(f"--glove {args.glove}: width {glove.dim}, the model reads {args.lang_emb_size}")
+        s_feat = glove.embed(s_tokens)
+        if args.wos:
+            s_feat = np.broadcast_to(glove.unk, s_feat.shape)
+        q_feat = glove.embed(q_tokens)
+        text = {"s_feat": torch.tensor(s_feat, dtype=torch.float32)[None], "s_len": torch.tensor([len(s_feat)]),
+                "q_feat": torch.tensor(q_feat, dtype=torch.float32)[None], "q_len": torch.tensor([len(q_feat)])}
+        scans = Path(args.scannet_scans) if args.scannet_scans else None
+        samples = []
+        for path in map(Path, paths):
+            if not path.name.endswith(SCENE_SUFFIX):
+                raise DataPathError(f"{path}: not a ScanQA scene file (<scene>{SCENE_SUFFIX})")
+            scene = load_scene(path.parent, path.name.removesuffix(SCENE_SUFFIX), scans)
+            if not len(scene.aligned_vert):
+                raise DataPathError(f"{path}: the scene has no vertices")
+            pc, _ = point_cloud_input(scene, args.num_points, np.random.default_rng([args.seed, 0]), args.use_color,
+                                      args.use_height)
+            inputs = {"point_clouds": torch.from_numpy(pc.astype(np.float32))[None], **text}
+            samples.append(AnalysisSample(name=path.name, inputs=inputs, display=scene.aligned_vert[:, :3].copy()))
+        return samples
+
+    def analysis_spec(self, model: nn.Module, inputs) -> object:
+        """The ``--num-proposals`` fused proposal tokens: ``encoder`` = the last MCAN SGA layer (question-guided,
+        the adapter's input), then the adapter; drawn at the proposal centres (``vote_aggregation``'s output 0,
+        read during the same forward). No CLS token, so no attention rows."""
+        from common.analysis import GroupCentres, spec_from_parts
+
+        return spec_from_parts(model.dec_list_2[-1], GroupCentres(model.proposal_net.vote_aggregation, output_index=0),
+                               model.llm, num_prefix_tokens=0, cls_index=None)
 
 
 TASK = VQA3DTask()
