@@ -17,10 +17,11 @@ from torch import nn
 from common.engine import distributed, loop
 from common.engine.errors import ConfigError, DataPathError
 from common.frozen_lm import LLMSpec, add_llm_args
-from common.task import Task, TaskData
+from common.task import AnalysisSample, Task, TaskData
 
 from .data.cache import CachedDataset, CacheMismatch, build_cache
 from .data.dataset import SOURCES, STEPS, ScenarioDataset, SceneReader, SkipCounts, collate, list_split
+from .data.scenario import BadScenario
 from .data.vectorize import AGENT_FEATURES, LANE_FEATURES, VectorConfig
 from .metrics import MISS_THRESHOLD, av2_metrics, get_displacement_errors_and_miss_rate
 from .models import MMTransformer, VectorNet
@@ -241,6 +242,59 @@ class MotionForecasting(Task):
         out = {k: float(total[i]) / n if n else float("nan") for i, k in enumerate(keys)}
         out["samples"] = n
         return out
+
+    # ---- analysis (tools.analyze) -----------------------------------------------------------------------------
+    def analysis_samples(self, args: argparse.Namespace, paths) -> list[AnalysisSample]:
+        """Each scenario file of the run's ``--dataset`` (an AV1 CSV with ``--map-dir``, or an AV2 scenario parquet
+        with its map beside it) vectorised as the evaluation reads it; ``display`` is every agent-history and
+        lane-centreline point in the target frame, (P, 3) with z = 0."""
+        reader = SceneReader(args.dataset, args.map_dir, vector_config(args))
+        samples = []
+        for path in map(Path, paths):
+            try:
+                sample = reader.sample(path)
+            except BadScenario as e:
+                raise DataPathError(f"{path}: unusable scenario ({e})") from None
+            batch = collate([sample])
+            samples.append(AnalysisSample(name=path.name, inputs=batch, display=_polyline_points(batch)[0].numpy()))
+        return samples
+
+    def analysis_spec(self, model: nn.Module, inputs) -> object:
+        """VectorNet's polyline tokens (agents, then lane pieces): ``encoder`` = the global interaction graph (the
+        adapter's input), then the adapter; each token drawn at its polyline's centre in the target frame (the mean
+        of its vector mid-points, z = 0). A scene with no lane piece in range has one padded lane slot, drawn at
+        the origin. mmTransformer runs the adapter on several token sets per forward: not wired."""
+        from common.analysis import GroupCentres, spec_from_parts
+
+        if not isinstance(model, VectorNet):
+            raise NotImplementedError(f"{self.name}: tools.analyze is wired for VectorNet only, not "
+                                      f"{type(model).__name__}")
+        return spec_from_parts(model.global_graph, GroupCentres(centres=polyline_centres(inputs)), model.llm,
+                               num_prefix_tokens=0, cls_index=None)
+
+
+def polyline_centres(batch: dict) -> torch.Tensor:
+    """(B, A + L, 3) centres of the agent then lane polylines (the model's token order): the mean of the valid
+    vectors' mid-points, z = 0; padded slots at the origin."""
+    parts = []
+    for vec, mask in ((batch["agent_vec"], batch["agent_vec_mask"]), (batch["lane_vec"], batch["lane_vec_mask"])):
+        mid = (vec[..., 0:2] + vec[..., 2:4]).float() / 2
+        weight = mask.float()[..., None]
+        parts.append((mid * weight).sum(-2) / weight.sum(-2).clamp(min=1))
+    xy = torch.cat(parts, 1)
+    return torch.cat([xy, xy.new_zeros(*xy.shape[:-1], 1)], -1)
+
+
+def _polyline_points(batch: dict) -> list[torch.Tensor]:
+    """Per scene, the start and end points of every valid agent and lane vector, (P, 3) with z = 0."""
+    out = []
+    for b in range(batch["agent_vec"].shape[0]):
+        points = [vec[b][mask[b]][:, i:i + 2] for vec, mask in ((batch["agent_vec"], batch["agent_vec_mask"]),
+                                                               (batch["lane_vec"], batch["lane_vec_mask"]))
+                  for i in (0, 2)]
+        xy = torch.cat(points).float()
+        out.append(torch.cat([xy, xy.new_zeros(len(xy), 1)], -1))
+    return out
 
 
 def training_endpoints(dataset) -> np.ndarray:

@@ -20,8 +20,8 @@ from .data import SQADataset, collate, glove_words
 from .losses import LossWeights, total_loss
 from .metrics import em_metrics
 from .model import ScanQA, SQAConfig
-from .sqa import AnswerVocab, answers_of, read_split
 from .scenes import load_scene, point_cloud_input
+from .sqa import AnswerVocab, answers_of, read_split
 from .text import GloVe, tokenize
 
 log = logging.getLogger(__name__)
