@@ -59,7 +59,8 @@ def plot_curves(report: Report, task: str, path: Path) -> Path | None:
 
 
 def plot_deltas(report: Report, task: str, path: Path) -> Path | None:
-    """Bars of Δ vs baseline (primary metric, error bar = std over seeds) with the paper's Δ beside."""
+    """Bars of Δ vs baseline (primary metric, paired over seeds; error bar = the 95 % t-interval) with the paper's Δ
+    beside."""
     metric = report.primary_metric(task)
     if not metric:
         return None
@@ -77,7 +78,7 @@ def plot_deltas(report: Report, task: str, path: Path) -> Path | None:
     width = 0.38
     positions = range(len(rows))
     ours = [r[1].mean for r in rows]
-    errors = [r[1].std or 0.0 for r in rows]
+    errors = [r[1].half_width or 0.0 for r in rows]
     ax.bar([p - width / 2 for p in positions], ours, width, yerr=errors, capsize=4, label="these runs")
     paper_values = [r[2] if r[2] is not None else 0.0 for r in rows]
     bars = ax.bar([p + width / 2 for p in positions], paper_values, width, hatch="//", alpha=0.7, label="paper")
@@ -87,7 +88,7 @@ def plot_deltas(report: Report, task: str, path: Path) -> Path | None:
             ax.text(bar.get_x() + bar.get_width() / 2, 0, "n/a", ha="center", va="bottom", fontsize=8)
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks(list(positions), [r[0] for r in rows], rotation=20, ha="right", fontsize=8)
-    ax.set(title=f"{task}: Δ {metric} vs baseline ({report.delta_on})", ylabel=f"Δ {metric}")
+    ax.set(title=f"{task}: Δ {metric} vs baseline ({report.delta_on}, paired; bars: 95% CI)", ylabel=f"Δ {metric}")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
