@@ -3,10 +3,17 @@
     python -m tools.compare runs/ [more run dirs ...] [--out report/] [--delta-on final|best]
 
 Every directory holding a ``config.yaml`` or ``log.txt`` (found recursively) is a run. Runs are grouped by
-(task, preset, LLM variant); several seeds of a group give mean ± sample std and n. Prints one markdown table
-per task: final and best value of each ``test_*`` metric, the paper's number when the run's config matches a
-row of ``tools/paper_results.json``, the delta vs the baseline group beside the paper's delta, trainable and
-frozen parameters, epochs and wall time. Runs still in progress and broken logs are listed under "Problems".
+(task, preset, LLM variant — a random block's ``llm_random_init`` included); several seeds of a group give mean ±
+sample std and n. Prints one markdown table per task: final and best value of each ``test_*`` metric, the paper's
+number when the run's config matches a row of ``tools/paper_results.json``, the delta vs the baseline group beside
+the paper's delta, trainable and frozen parameters, epochs and wall time. Runs still in progress and broken logs
+are listed under "Problems".
+
+A group's baseline is the ``llm_variant: none`` group of the same task (config ``task`` key when present) and the
+same ``model``: the same preset first, else the one whose config differs in the fewest keys. The delta is paired:
+the mean over the seeds both groups ran of (run − baseline run of that seed), with the sample std of those
+differences and a 95 % t-interval (mean ± t(0.975, n−1) · std / √n); groups without common seeds get the
+difference of their means, marked unpaired, without an interval.
 ``--out`` writes report.md, report.json and PNGs (metric/loss curves; delta-vs-baseline bars).
 """
 
@@ -23,7 +30,11 @@ from typing import Any
 from tools.paper import PAPER_RESULTS, PaperRow, PaperTable, load_paper_table
 from tools.runlog import BASELINE_VARIANT, RunRecord, find_run_dirs, load_run
 
-VARIANT_ORDER = ["baseline", "frozen", "mlp", "random_frozen", "random_trainable", "finetune"]
+VARIANT_ORDER = ["baseline", "frozen", "mlp", "random_frozen", "random_frozen_torch", "random_frozen_matched",
+                 "random_trainable", "random_trainable_torch", "random_trainable_matched", "finetune"]
+# Config keys that say nothing about the recipe (where and which seed a run ran), ignored when matching baselines.
+RUN_KEYS = {"seed", "output_dir", "config", "preset", "resume", "device", "dist_url", "world_size", "rank",
+            "local_rank", "num_workers", "data_path", "print_freq", "eval_every", "save_every"}
 
 
 @dataclass
@@ -45,6 +56,46 @@ class Stat:
 
     def as_dict(self) -> dict[str, Any]:
         return {"mean": self.mean, "std": self.std, "n": self.n}
+
+
+def t_quantile(probability: float, df: int) -> float:
+    """Student's t quantile (scipy.stats.t.ppf)."""
+    from scipy.stats import t
+
+    return float(t.ppf(probability, df))
+
+
+@dataclass
+class Paired(Stat):
+    """A difference a − b: with ``paired``, mean and sample std of the per-seed differences over the n seeds both
+    ran, and the half-width of their 95 % t-interval (None for n < 2); unpaired, the difference of the means."""
+
+    half_width: float | None = None
+    paired: bool = True
+    seeds: list[int] = field(default_factory=list)
+
+    @classmethod
+    def between(cls, a: dict[int | None, float], b: dict[int | None, float]) -> Paired | None:
+        """``a`` and ``b`` map seed -> value; None when either is empty."""
+        if not a or not b:
+            return None
+        seeds = sorted(s for s in set(a) & set(b) if s is not None)
+        if not seeds:
+            return cls(statistics.fmean(a.values()) - statistics.fmean(b.values()), None, min(len(a), len(b)),
+                       paired=False)
+        diffs = [a[s] - b[s] for s in seeds]
+        std = statistics.stdev(diffs) if len(diffs) > 1 else None
+        half = t_quantile(0.975, len(diffs) - 1) * std / len(diffs) ** 0.5 if std is not None else None
+        return cls(statistics.fmean(diffs), std, len(diffs), half, True, seeds)
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        """The 95 % t-interval (lo, hi), None without one."""
+        return None if self.half_width is None else (self.mean - self.half_width, self.mean + self.half_width)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**super().as_dict(), "ci95": list(self.interval) if self.interval else None, "paired": self.paired,
+                "seeds": self.seeds}
 
 
 @dataclass
@@ -109,15 +160,24 @@ class Report:
                 return key
         return next((m for m in metrics if m != "test_loss"), None)
 
-    def delta(self, group: Group, metric: str) -> Stat | None:
-        """This group's metric minus its baseline group's (mean; std of this group's runs)."""
-        if group.baseline is None:
-            return None
-        ours = (group.final if self.delta_on == "final" else group.best).get(metric)
-        base = (group.baseline.final if self.delta_on == "final" else group.baseline.best).get(metric)
-        if ours is None or base is None:
-            return None
-        return Stat(ours.mean - base.mean, ours.std, ours.n)
+    def per_seed(self, group: Group, metric: str) -> dict[int | None, float]:
+        """seed -> the metric's final (or best, per ``delta_on``) value of each run of ``group`` that logged it."""
+        higher = self.paper.higher_is_better(group.task, metric)
+        out = {}
+        for run in group.runs:
+            final, best = _final_and_best(run, metric, higher)
+            value = final if self.delta_on == "final" else best
+            if value is not None:
+                out[run.seed] = value
+        return out
+
+    def difference(self, a: Group, b: Group, metric: str) -> Paired | None:
+        """``a`` − ``b`` paired by seed (see :class:`Paired`)."""
+        return Paired.between(self.per_seed(a, metric), self.per_seed(b, metric))
+
+    def delta(self, group: Group, metric: str) -> Paired | None:
+        """This group minus its baseline group, paired by seed."""
+        return None if group.baseline is None else self.difference(group, group.baseline, metric)
 
     def paper_delta(self, group: Group, metric: str) -> float | None:
         """The paper's row value minus the paper's baseline row value."""
@@ -134,28 +194,44 @@ def _final_and_best(run: RunRecord, metric: str, higher_is_better: bool) -> tupl
     return values[-1], (max(values) if higher_is_better else min(values))
 
 
-def _model_family(run: RunRecord) -> str | None:
-    model = (run.config or {}).get("model")
-    if not isinstance(model, str):
-        return None
-    for suffix in ("_llm", "_llama", "-llm"):
-        model = model.removesuffix(suffix)
-    return model
+def variant_label(run: RunRecord) -> str:
+    """The run's variant, with ``_<init>`` for a random block drawn other than the default (``llm_random_init``)."""
+    init = (run.config or {}).get("llm_random_init")
+    if run.variant.startswith("random") and isinstance(init, str) and init not in ("", "normal"):
+        return f"{run.variant}_{init}"
+    return run.variant
+
+
+def _is_baseline(group: Group) -> bool:
+    return group.variant == BASELINE_VARIANT  # config llm_variant: none (tools.runlog.infer_variant)
+
+
+def _recipe(run: RunRecord) -> dict[str, Any]:
+    """The config without its llm_* keys and the keys that only say where a run ran (``RUN_KEYS``)."""
+    return {k: v for k, v in (run.config or {}).items() if not k.startswith("llm_") and k not in RUN_KEYS}
 
 
 def _pick_baseline(group: Group, groups: list[Group]) -> Group | None:
-    """Baseline group of the same task: same preset first, else same model family (``model`` minus ``_llm``);
-    a run without a ``model`` key takes the task's baseline only when there is exactly one."""
-    if group.variant == BASELINE_VARIANT:
+    """The ``llm_variant: none`` group of the same task and ``model``: same preset first, else the one whose config
+    (less llm_* and run-location keys) differs from this group's in the fewest keys; a run without a ``model`` key
+    takes the task's baseline only when there is exactly one."""
+    if _is_baseline(group):
         return None
-    candidates = [g for g in groups if g.task == group.task and g.variant == BASELINE_VARIANT]
+    candidates = [g for g in groups if g.task == group.task and _is_baseline(g)]
     same_preset = [g for g in candidates if g.preset == group.preset]
     if same_preset:
         return same_preset[0]
-    family = _model_family(group.runs[0])
-    if family is not None:
-        return next((g for g in candidates if _model_family(g.runs[0]) == family), None)
-    return candidates[0] if len(candidates) == 1 else None
+    model = (group.runs[0].config or {}).get("model")
+    if model is None:
+        return candidates[0] if len(candidates) == 1 else None
+    ours = _recipe(group.runs[0])
+    same_model = [g for g in candidates if (g.runs[0].config or {}).get("model") == model]
+
+    def distance(candidate: Group) -> int:
+        theirs = _recipe(candidate.runs[0])
+        return sum(ours.get(k) != theirs.get(k) for k in set(ours) | set(theirs))
+
+    return min(same_model, key=distance, default=None)
 
 
 def build_report(paths: list[Path], paper: PaperTable | None = None, delta_on: str = "final") -> Report:
@@ -164,7 +240,7 @@ def build_report(paths: list[Path], paper: PaperTable | None = None, delta_on: s
     runs = [load_run(p) for p in find_run_dirs(paths)]
     by_key: dict[tuple[str, str, str], list[RunRecord]] = {}
     for run in runs:
-        by_key.setdefault((run.task, run.preset, run.variant), []).append(run)
+        by_key.setdefault((run.task, run.preset, variant_label(run)), []).append(run)
 
     def order(key: tuple[str, str, str]) -> tuple:
         task, preset, variant = key
@@ -225,6 +301,21 @@ def fmt_stat(stat: Stat | None, signed: bool = False, decimals: int | None = Non
     return f"{mean} ± {fmt_number(stat.std, decimals)}"
 
 
+def fmt_paired(stat: Paired | None, decimals: int | None = None) -> str:
+    """``+mean [lo, hi]`` (95 % t-interval) for a paired difference over several seeds, ``+mean (n=1)`` for one,
+    ``+mean (unpaired)`` when the groups share no seed."""
+    if stat is None:
+        return "–"
+    decimals = decimals_for(stat.mean) if decimals is None else decimals
+    mean = f"{stat.mean:+.{decimals}f}"
+    if not stat.paired:
+        return f"{mean} (unpaired)"
+    if stat.interval is None:
+        return f"{mean} (n={stat.n})"
+    lo, hi = stat.interval
+    return f"{mean} [{lo:+.{decimals}f}, {hi:+.{decimals}f}]"
+
+
 def fmt_params(stat: Stat | None) -> str:
     if stat is None:
         return "–"
@@ -257,7 +348,7 @@ def task_table(report: Report, task: str) -> str:
         header += [f"{short_metric(metric)} final", f"{short_metric(metric)} best"]
     header += [f"paper {short_metric(m)}" for m in paper_metrics]
     if primary:
-        header += [f"Δ {short_metric(primary)} ({report.delta_on})", "paper Δ"]
+        header += [f"Δ {short_metric(primary)} ({report.delta_on}, paired, 95% CI)", "paper Δ"]
     header += ["trainable", "frozen", "epochs", "wall time"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for g in groups:
@@ -270,7 +361,7 @@ def task_table(report: Report, task: str) -> str:
         if primary:
             reference = g.final.get(primary)
             decimals = decimals_for(reference.mean if reference else (g.paper.value(primary) if g.paper else None))
-            cells.append(fmt_stat(report.delta(g, primary), signed=True, decimals=decimals))
+            cells.append(fmt_paired(report.delta(g, primary), decimals=decimals))
             paper_delta = report.paper_delta(g, primary)
             cells.append("–" if paper_delta is None else f"{paper_delta:+.{decimals}f}")
         cells += [fmt_params(g.trainable), fmt_params(g.frozen), g.epochs(), fmt_duration(g.wall_s)]

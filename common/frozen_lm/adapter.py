@@ -5,10 +5,13 @@ for (YAML keys ``llm_*`` map 1:1 to its fields).
 Variants:
 - ``frozen``: pretrained block(s), frozen (the paper's method).
 - ``finetune``: pretrained block(s), trained (paper Table 6 "LLaMA-FT").
-- ``random_frozen`` / ``random_trainable``: same architecture, random init (appendix B.2 "random LLM").
+- ``random_frozen`` / ``random_trainable``: same architecture, random init (appendix B.2 "random LLM"), drawn as
+  ``random_init`` says: ``normal`` (default, N(0, 0.02)), ``torch`` (PyTorch's Linear default) or ``matched`` (each
+  tensor at its pretrained tensor's scale); see ``model.RANDOM_INITS`` and the README beside this file.
 - ``mlp``: GELU + LayerNorm(lm_dim) in place of the LLM (Table 6 "ViT-S-MLP": same trainable projections).
 - ``none``: no adapter (baseline); :meth:`LLMAdapter.from_spec` refuses it, check ``spec.enabled``.
-``random_*`` and ``mlp`` read only the checkpoint's config (for its dimensions), never its tensors.
+``random_*`` and ``mlp`` read only the checkpoint's config (for its dimensions), never its tensors, except
+``random_init="matched"``, which reads the requested layers' tensors for their mean and std.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from torch import nn
 
 from .config import resolve_layers
 from .formats import read_lm_config
-from .model import DTYPES, FINAL_NORMS, FrozenLM
+from .model import DTYPES, FINAL_NORMS, RANDOM_INITS, FrozenLM, pretrained_tensor_stats
 
 VARIANTS = ("none", "frozen", "finetune", "random_frozen", "random_trainable", "mlp")
 MODES = ("replace", "residual")
@@ -42,6 +45,7 @@ class LLMSpec:
     grad_checkpointing: bool = False
     seed: int = 0
     fp8: bool = False  # FP8 (e4m3) GEMMs in the frozen block, weights quantised once at load; frozen variants only
+    random_init: str = "normal"  # random_* variants: normal | torch | matched (model.RANDOM_INITS)
 
     def __post_init__(self) -> None:
         if isinstance(self.layers, int):
@@ -51,7 +55,8 @@ class LLMSpec:
         else:
             self.layers = tuple(int(p) for p in self.layers)
         for name, value, choices in (("variant", self.variant, VARIANTS), ("mode", self.mode, MODES),
-                                     ("final_norm", self.final_norm, FINAL_NORMS), ("dtype", self.dtype, DTYPES)):
+                                     ("final_norm", self.final_norm, FINAL_NORMS), ("dtype", self.dtype, DTYPES),
+                                     ("random_init", self.random_init, RANDOM_INITS)):
             if value not in choices:
                 raise ValueError(f"llm_{name}={value!r} is not one of {', '.join(choices)}")
         if self.enabled and not self.path:
@@ -59,6 +64,9 @@ class LLMSpec:
         if self.fp8 and self.variant in ("finetune", "random_trainable", "mlp"):
             raise ValueError(f"llm_fp8=True needs a frozen LLM block (variant frozen or random_frozen), "
                              f"not {self.variant!r}: FP8 weights are quantised once and never trained")
+        if self.random_init != "normal" and not self.variant.startswith("random"):
+            raise ValueError(f"llm_random_init={self.random_init!r} applies to the random_frozen / random_trainable "
+                             f"variants, not {self.variant!r}")
         if self.variant.startswith("random") and self.final_norm == "pretrained":
             raise ValueError("llm_final_norm='pretrained' makes no sense for a random block; use 'unit' or 'none'")
 
@@ -119,9 +127,12 @@ class LLMAdapter(nn.Module):
         else:
             cfg = read_lm_config(spec.path)
             n_blocks = len(resolve_layers(spec.layers, cfg.n_layers))
+            stats, source = pretrained_tensor_stats(spec.path, spec.layers) if spec.random_init == "matched" else \
+                (None, None)
             lm = FrozenLM.from_config(cfg, n_blocks, spec.final_norm, spec.dtype,
                                       trainable=spec.variant == "random_trainable", seed=spec.seed,
-                                      grad_checkpointing=spec.grad_checkpointing, fp8=spec.fp8)
+                                      grad_checkpointing=spec.grad_checkpointing, fp8=spec.fp8,
+                                      init=spec.random_init, stats=stats, stats_source=source)
         return cls(visual_dim, lm, spec.mode)
 
     def forward(self, tokens: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -23,6 +23,15 @@ from .fp8 import fp8_available
 FINAL_NORMS = ("none", "unit", "pretrained")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 INIT_STD = 0.02  # LLaMA / OPT / Qwen2 initializer_range
+# How a random block is drawn (LLMSpec.random_init, --llm-random-init); what each answers: README.md beside this file.
+RANDOM_INITS = {
+    "normal": "the frameworks' init: every matrix N(0, 0.02), biases 0, norm weights 1",
+    "torch": "PyTorch's default Linear init U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (weights and biases), norm weights 1 "
+             "(what an unloaded Meta Transformer gets)",
+    "matched": "scale-matched: each tensor N(mean, std) of the pretrained tensor it stands for, norm tensors at "
+               "their pretrained mean (reads the requested layers of the checkpoint)",
+}
+TensorStats = dict[str, tuple[float, float]]  # logical tensor name -> (mean, std) of one pretrained layer
 
 
 def as_dtype(dtype: torch.dtype | str) -> torch.dtype:
@@ -137,19 +146,26 @@ class FrozenLM(nn.Module):
     @classmethod
     def from_config(cls, cfg: LMConfig, n_blocks: int = 1, final_norm: str = "unit",
                     dtype: torch.dtype | str = torch.float32, trainable: bool = False, seed: int | None = 0,
-                    device=None, *, grad_checkpointing: bool = False, fp8: bool = False) -> FrozenLM:
-        """Randomly initialised blocks (the paper's random-LLM controls): linear weights N(0, 0.02) drawn from a
-        generator seeded with ``seed``, biases 0, norm weights 1. ``device="meta"`` builds shapes only.
-        ``fp8=True`` quantises the block GEMMs' weights once (:meth:`enable_fp8`; frozen only)."""
+                    device=None, *, grad_checkpointing: bool = False, fp8: bool = False, init: str = "normal",
+                    stats: list[TensorStats] | None = None, stats_source: dict | None = None) -> FrozenLM:
+        """Randomly initialised blocks (the paper's random-LLM controls), drawn from a generator seeded with
+        ``seed`` as ``init`` says (:data:`RANDOM_INITS`; default ``normal``: matrices N(0, 0.02), biases 0, norm
+        weights 1). ``init="matched"`` needs ``stats``, one :func:`pretrained_tensor_stats` entry per block
+        (``stats_source`` describes where they came from, for the fingerprint). ``device="meta"`` builds shapes
+        only. ``fp8=True`` quantises the block GEMMs' weights once (:meth:`enable_fp8`; frozen only)."""
         _check_fp8(fp8, trainable)
         if final_norm == "pretrained":
             raise ValueError("final_norm='pretrained' needs a checkpoint; use 'unit' or 'none' for random blocks")
         lm = cls(cfg, n_blocks, final_norm, dtype, trainable, device)
         if torch.device(device or "cpu").type != "meta":
-            lm.init_random(seed)
+            lm.init_random(seed, init, stats)
         lm.fingerprint = {"source": "random", "random_seed": seed, "family": cfg.family, "config": cfg.to_dict(),
                           "n_blocks": n_blocks, "final_norm": final_norm,
                           "dtype": str(lm.compute_dtype).removeprefix("torch.")}
+        if init != "normal":  # absent for the default, so runs saved before the choice existed still resume
+            lm.fingerprint["random_init"] = init
+        if stats_source:
+            lm.fingerprint["stats_source"] = stats_source
         lm._weights_ready = True
         lm.grad_checkpointing = grad_checkpointing
         if fp8:
@@ -170,20 +186,36 @@ class FrozenLM(nn.Module):
         self.fingerprint = {**self.fingerprint, "fp8": True}
 
     @torch.no_grad()
-    def init_random(self, seed: int | None = 0) -> None:
-        """Re-draw all weights as the source models initialise them (values drawn in fp32 on the CPU, so the same
-        seed gives the same weights on any device and in any storage dtype). Deliberately not named
-        ``reset_parameters``: frameworks call that on their own (e.g. meta-device materialisation)."""
+    def init_random(self, seed: int | None = 0, init: str = "normal", stats: list[TensorStats] | None = None) -> None:
+        """Re-draw all weights as ``init`` says (:data:`RANDOM_INITS`; values drawn in fp32 on the CPU, so the
+        same seed gives the same weights on any device and in any storage dtype). ``matched`` takes ``stats``, one
+        :func:`pretrained_tensor_stats` entry per block. Deliberately not named ``reset_parameters``: frameworks
+        call that on their own (e.g. meta-device materialisation)."""
         if self.fp8:
             raise RuntimeError("cannot re-initialise an FP8 FrozenLM; build a new one with from_config")
+        if init not in RANDOM_INITS:
+            raise ValueError(f"unknown random init {init!r} (choose from {', '.join(RANDOM_INITS)})")
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
-        for name, param in self.named_parameters():
-            if name.endswith(".bias"):
-                param.zero_()
-            elif param.ndim == 1:
-                param.fill_(1.0)
-            else:
-                param.copy_(torch.empty(param.shape).normal_(0.0, INIT_STD, generator=generator))
+        if init == "matched":
+            if stats is None or len(stats) != len(self.blocks):
+                raise ValueError(f"random init 'matched' needs the pretrained tensor statistics of each of the "
+                                 f"{len(self.blocks)} block(s) (pretrained_tensor_stats)")
+            for block, block_stats in zip(self.blocks, stats):
+                block.load_tensors(matched_tensors(block.tensor_shapes, block_stats, generator))
+        else:
+            norms = {f"{n}.{p}" for n, m in self.named_modules() if isinstance(m, BlockNorm)
+                     for p, _ in m.named_parameters()}
+            for name, param in self.named_parameters():
+                if init == "torch" and name not in norms:  # kaiming_uniform_(a=sqrt(5)) and its bias rule
+                    fan_in = self.get_parameter(name.rsplit(".", 1)[0] + ".weight").shape[1]
+                    param.copy_(torch.empty(param.shape).uniform_(-fan_in ** -0.5, fan_in ** -0.5,
+                                                                  generator=generator))
+                elif name.endswith(".bias"):
+                    param.zero_()
+                elif param.ndim == 1:
+                    param.fill_(1.0)
+                else:
+                    param.copy_(torch.empty(param.shape).normal_(0.0, INIT_STD, generator=generator))
         self._weights_ready = True
 
     # ---- properties ---------------------------------------------------------------------------------------------
@@ -237,3 +269,39 @@ class FrozenLM(nn.Module):
     def extra_repr(self) -> str:
         return (f"family={self.config.family}, layers={self.layer_indices}, final_norm={self.final_norm_mode}, "
                 f"trainable={self.trainable}")
+
+
+def _is_norm_tensor(name: str) -> bool:
+    return name.split(".")[0].endswith("norm")
+
+
+def pretrained_tensor_stats(path: str | os.PathLike,
+                            layers: int | Iterable[int] = (-1,)) -> tuple[list[TensorStats], dict]:
+    """(mean, std) of every tensor of the requested consecutive ``layers`` of a checkpoint (one dict per layer,
+    by logical name), read one tensor at a time, and a description of the source for a fingerprint."""
+    with open_checkpoint(path) as reader:
+        indices = resolve_layers(layers, reader.config.n_layers)
+        stats = []
+        for index in indices:
+            stats.append({name: (float(t.float().mean()), float(t.float().std()) if t.numel() > 1 else 0.0)
+                          for name, t in reader.iter_layer(index)})
+        source = {"path": str(Path(path).resolve()), "format": reader.format, "layers": indices,
+                  "sha256": reader.sha256}
+    return stats, source
+
+
+def matched_tensors(shapes: dict[str, tuple[int, ...]], stats: TensorStats,
+                    generator: torch.Generator | None) -> dict[str, torch.Tensor]:
+    """One block's tensors drawn to the pretrained scale: N(mean, std) of each pretrained tensor (sorted-name
+    order), norm tensors constant at their pretrained mean."""
+    missing = sorted(set(shapes) - set(stats))
+    if missing:
+        raise ValueError(f"pretrained statistics lack {missing}")
+    out = {}
+    for name in sorted(shapes):
+        mean, std = stats[name]
+        if _is_norm_tensor(name):
+            out[name] = torch.full(shapes[name], mean)
+        else:
+            out[name] = torch.empty(shapes[name]).normal_(mean, std, generator=generator)
+    return out

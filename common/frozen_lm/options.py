@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from .adapter import MODES, VARIANTS
-from .model import DTYPES, FINAL_NORMS
+from .model import DTYPES, FINAL_NORMS, RANDOM_INITS
 
 
 def add_llm_args(parser: argparse.ArgumentParser, layers_help: str | None = None) -> argparse._ArgumentGroup:
@@ -26,4 +26,6 @@ def add_llm_args(parser: argparse.ArgumentParser, layers_help: str | None = None
                      help="recompute the LLM block in the backward pass (saves its activations' memory)")
     llm.add_argument("--llm-fp8", action=b, default=False, help="FP8 GEMMs in the frozen block (frozen variants)")
     llm.add_argument("--llm-seed", type=int, default=None, help="init seed of random_* blocks (default: --seed)")
+    llm.add_argument("--llm-random-init", default="normal", choices=tuple(RANDOM_INITS),
+                     help="how random_* blocks are drawn: " + "; ".join(f"{k}: {v}" for k, v in RANDOM_INITS.items()))
     return llm

@@ -75,11 +75,11 @@ def test_groups_seeds_and_mean_std(runs):
     assert base.final["test_acc1"].std == pytest.approx(statistics.stdev(finals))
     assert base.best["test_acc1"].mean == pytest.approx(statistics.fmean(bests))
     assert base.final["test_acc1"].n == 3
-    assert frozen.baseline is base  # other preset, same model family
+    assert frozen.baseline is base  # other preset, same model and recipe
     assert report.groups[2].baseline is None  # ViT-T MLP: no ViT-T baseline among the runs
-    delta = report.delta(frozen, "test_acc1")
-    assert delta.mean == pytest.approx(72.5 - statistics.fmean(finals))
-    assert delta.std == pytest.approx(statistics.stdev([72.0, 73.0]))
+    delta = report.delta(frozen, "test_acc1")  # paired over the seeds both ran (0, 1): 72 - 70, 73 - 71
+    assert delta.paired and delta.seeds == [0, 1]
+    assert delta.mean == pytest.approx(2.0) and delta.std == pytest.approx(0.0) and delta.n == 2
     assert frozen.trainable.mean == 25_200_000 and frozen.frozen.mean == 202_400_000
     assert base.wall_s.mean == 30.0 and base.status() == "3× partial 3/300"
     assert base.paper.id == "in1k/vit_s" and frozen.paper.id == "in1k/vit_s_llama"
@@ -93,7 +93,7 @@ def test_markdown_table_numbers(runs):
     assert "| 22.05M | 0.00M | 3/300 | 30.0 s |" in base_row and "| 80.10 |" in base_row
     assert "| 3× partial 3/300 |" in base_row
     frozen_row = next(line for line in text.splitlines() if line.startswith("| vit_small_llama"))
-    assert "| 72.50 ± 0.71 |" in frozen_row and "| 80.70 | +1.33 ± 0.71 | +0.60 |" in frozen_row
+    assert "| 72.50 ± 0.71 |" in frozen_row and "| 80.70 | +2.00 [+2.00, +2.00] | +0.60 |" in frozen_row
     assert "| 202.40M |" in frozen_row
     pc_row = next(line for line in text.splitlines() if line.startswith("| pointbert_objbg"))
     # matched paper row: ScanObjectNN OBJ_BG +MLP (Table B) 86.5, paper Δ vs Point-BERT 87.4
@@ -162,3 +162,61 @@ def test_log_reader_edge_cases(tmp_path):
     assert record.series("test_acc1") == ([0], [2.0]) and record.epochs_done == 2
     assert record.wall_time_s() == 60.0 and record.status == "2 epochs" and record.task == "unknown"
     assert parse_seconds("1 day, 2:00:00") == 93600.0 and parse_seconds(True) is None
+
+
+def _acc_run(directory, seed, final, variant="frozen", **config):
+    _write_run(directory / f"seed{seed}", {
+        "config": "image_cls/configs/demo.yaml", "model": "vit_demo_llm", "llm_variant": variant, "epochs": 2,
+        "seed": seed, "lr": 1e-3, **config}, [final - 5.0, final])
+
+
+def test_paired_difference_and_t_interval_by_hand(tmp_path):
+    """Per-seed differences 2, 4, -1: mean 5/3, std sqrt(19/3) = 2.5166, t(0.975, 2) = 4.3027 (t table),
+    half-width 4.3027 * 2.5166 / sqrt(3) = 6.2516 -> [-4.585, +7.918]; the unpaired std of the frozen runs (2.52)
+    or of the baseline (0.58) is not what the interval uses."""
+    for seed, (ours, base) in enumerate([(72.0, 70.0), (75.0, 71.0), (70.0, 71.0)]):
+        _acc_run(tmp_path / "frozen", seed, ours)
+        _acc_run(tmp_path / "baseline", seed, base, variant="none")
+    report = compare.build_report([tmp_path])
+    base, frozen = report.groups
+    delta = report.delta(frozen, "test_acc1")
+    assert frozen.baseline is base
+    assert delta.mean == pytest.approx(5 / 3) and delta.std == pytest.approx(2.51661, abs=1e-5)
+    assert delta.half_width == pytest.approx(6.25158, abs=1e-4)
+    assert delta.interval == pytest.approx((-4.58491, 7.91825), abs=1e-4)
+    assert compare.fmt_paired(delta, 2) == "+1.67 [-4.58, +7.92]"
+    assert report_json_delta(report)["ci95"] == pytest.approx([-4.58491, 7.91825], abs=1e-4)
+
+
+def report_json_delta(report):
+    return next(g for g in compare.report_json(report)["groups"] if g["variant"] == "frozen")["delta"]
+
+
+def test_unpaired_when_no_seed_is_shared(tmp_path):
+    _acc_run(tmp_path / "frozen", 5, 80.0)
+    _acc_run(tmp_path / "baseline", 0, 70.0, variant="none")
+    _acc_run(tmp_path / "baseline", 1, 72.0, variant="none")
+    report = compare.build_report([tmp_path])
+    delta = report.delta(report.groups[1], "test_acc1")
+    assert not delta.paired and delta.mean == pytest.approx(9.0) and delta.interval is None
+    assert compare.fmt_paired(delta, 2) == "+9.00 (unpaired)"
+
+
+def test_random_inits_are_groups_and_baselines_come_from_the_config(tmp_path):
+    """Groups split by llm_random_init; the baseline is found by llm_variant, model and recipe, not by names."""
+    _acc_run(tmp_path / "a", 0, 70.0, variant="none")
+    _acc_run(tmp_path / "b", 0, 71.0, variant="none", lr=5e-4, config="image_cls/configs/demo_low_lr.yaml")
+    _acc_run(tmp_path / "c", 0, 73.0, variant="random_frozen", llm_random_init="normal")
+    _acc_run(tmp_path / "d", 0, 74.0, variant="random_frozen", llm_random_init="matched")
+    _acc_run(tmp_path / "e", 0, 75.0, variant="mlp", config="image_cls/configs/my_mlp_run.yaml")
+    _acc_run(tmp_path / "f", 0, 76.0, variant="mlp", config="image_cls/configs/other_model.yaml", model="vit_x_llm")
+    report = compare.build_report([tmp_path])
+    groups = {g.preset + "/" + g.variant: g for g in report.groups}
+    assert set(groups) == {"demo/baseline", "demo_low_lr/baseline", "demo/random_frozen",
+                           "demo/random_frozen_matched", "my_mlp_run/mlp", "other_model/mlp"}
+    assert groups["demo/random_frozen"].baseline is groups["demo/baseline"]  # same preset
+    assert groups["demo/random_frozen_matched"].baseline is groups["demo/baseline"]
+    assert groups["my_mlp_run/mlp"].baseline is groups["demo/baseline"]  # other name, same model and recipe (lr)
+    assert groups["other_model/mlp"].baseline is None  # no baseline of that model
+    assert report.delta(groups["demo/random_frozen_matched"], "test_acc1").mean == pytest.approx(4.0)
+    assert compare.fmt_paired(report.delta(groups["my_mlp_run/mlp"], "test_acc1"), 2) == "+5.00 (n=1)"
