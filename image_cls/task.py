@@ -28,6 +28,13 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)  # what image_cls.data.transforms normalis
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def _normalization(source: Any) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """(mean, std) a small dataset normalises with (``data.small``), else None (ImageNet's statistics)."""
+    if source is None or not hasattr(source, "mean"):
+        return None
+    return (source.mean,), (source.std,)
+
+
 class ImageClassification(Task):
     name = "image_cls"
     best_metric = "acc1"
@@ -76,7 +83,8 @@ class ImageClassification(Task):
             return {"train_images": train, "val_images": val}
 
         return TaskData(train=train_loader, evals={"val": val_loader}, skipped=skipped,
-                        info={"num_classes": data.num_classes, "in_chans": data.in_chans})
+                        info={"num_classes": data.num_classes, "in_chans": data.in_chans, "classes": data.classes,
+                              "val_set": data.val, "normalize": _normalization(data.val_source)})
 
     def build_model(self, args: argparse.Namespace) -> nn.Module:
         from image_cls.models import build_model

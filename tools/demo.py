@@ -46,6 +46,8 @@ from typing import Any
 
 import torch
 
+from common.task import get_task
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_PRESET = REPO_ROOT / "image_cls" / "configs" / "demo" / "vit_demo_fashion_mnist.yaml"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -124,11 +126,18 @@ def smollm2_gguf() -> Path:
 
 
 def demo_dataset() -> str:
-    """``fashion_mnist`` when Debian's IDX files are installed, else ``digits``."""
-    from image_cls.data.small import FASHION_MNIST_DIR, FASHION_MNIST_FILES
+    """``fashion_mnist`` when image_cls can read Debian's IDX files, else ``digits`` (scikit-learn's)."""
+    from common.engine import config, distributed
+    from common.engine.errors import DataPathError
 
-    present = all((FASHION_MNIST_DIR / f).is_file() for pair in FASHION_MNIST_FILES.values() for f in pair)
-    return "fashion_mnist" if present else "digits"
+    distributed.init_distributed("cpu")  # build_data runs after the engine's setup: one CPU process here
+    task = get_task("image_cls")
+    args = config.parse_args(task.build_parser(), ["--config", str(DEMO_PRESET), "--dataset", "fashion_mnist"])
+    try:
+        task.build_data(args, 0, 1)
+    except DataPathError:
+        return "digits"
+    return "fashion_mnist"
 
 
 @dataclass(frozen=True)
@@ -153,18 +162,17 @@ def run_spec(out: Path, name: str, variant: Variant, seed: int, dataset: str, gg
 
 
 def _train_in_worker(spec: RunSpec) -> tuple[float, float]:
-    """Run one ``image_cls.train`` in this (worker) process on one thread; returns (wall s, CPU s)."""
-    from common.engine import config
-    from image_cls import train
-    from image_cls.options import build_parser
+    """Run one ``image_cls`` training (the task's runner) in this worker process on one thread; (wall s, CPU s)."""
+    from common.engine import config, runner
 
+    task = get_task("image_cls")
     torch.set_num_threads(1)
-    for name in ("common.engine", "image_cls.train"):
+    for name in ("common.engine", "image_cls"):
         logging.getLogger(name).setLevel(logging.WARNING)
     if spec.run_dir.exists():
         shutil.rmtree(spec.run_dir)
     wall, cpu = time.time(), time.process_time()
-    train.main(config.parse_args(build_parser(), list(spec.argv)))
+    runner.train_main(task, config.parse_args(task.build_parser(), list(spec.argv)))
     return time.time() - wall, time.process_time() - cpu
 
 
@@ -275,24 +283,25 @@ def reading(rows: list[dict[str, Any]]) -> str:
 
 def activation_map_grid(run_dir: Path, dataset: str, path: Path, n_images: int = 4) -> Path:
     """Token-activation maps (every stage, magnitude) of the first test images of distinct classes."""
-    from image_cls.data.build import build_task_data
+    from common.engine import distributed, runner
     from tools.analysis import activation_maps, save_overlay_grid
-    from tools.analysis.loading import load_image_cls
 
-    loaded = load_image_cls(run_dir / "checkpoint.pth")
-    args = argparse.Namespace(**{**loaded.config, "train_subset": 0, "val_subset": 0})
-    data = build_task_data(args, train=False)
+    distributed.init_distributed("cpu")
+    task = get_task("image_cls")
+    run = runner.load_run(task, run_dir / "checkpoint.pth")
+    run.args.train_subset = run.args.val_subset = 0
+    info = task.build_data(run.args, 0, 1).info
     picked: dict[int, int] = {}
-    for index in range(len(data.val)):
-        label = int(data.val[index][1])
+    for index in range(len(info["val_set"])):
+        label = int(info["val_set"][index][1])
         picked.setdefault(label, index)
         if len(picked) == n_images:
             break
-    images = torch.stack([data.val[i][0] for i in picked.values()])
-    maps = activation_maps(loaded.model, images)
-    source = data.val_source
-    titles = [data.classes[label] for label in picked]
-    return save_overlay_grid(images, maps, path, mean=(source.mean,), std=(source.std,), titles=titles)
+    images = torch.stack([info["val_set"][i][0] for i in picked.values()])
+    maps = activation_maps(run.model, images)
+    mean, std = info["normalize"]
+    titles = [info["classes"][label] for label in picked]
+    return save_overlay_grid(images, maps, path, mean=mean, std=std, titles=titles)
 
 
 def mean_interval(values: list[float]) -> tuple[float, float | None]:
