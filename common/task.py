@@ -31,6 +31,10 @@ TASK_NAMES = ("image_cls", "point_cloud", "action_recognition", "motion_forecast
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+class AnalysisUnavailable(Exception):
+    """A task (or the model of a run) that offers no ``tools.analyze`` hooks; tools skip it with one line."""
+
+
 @dataclass
 class TaskData:
     """What ``Task.build_data`` returns.
@@ -154,11 +158,11 @@ class Task(ABC):
 
     def analysis_samples(self, args: argparse.Namespace, paths: Sequence[str]) -> list[AnalysisSample]:
         """Inputs for ``tools.analyze`` (paths to files of the task's input format)."""
-        raise NotImplementedError(f"{self.name}: tools.analyze is not wired for this task")
+        raise AnalysisUnavailable(f"{self.name}: tools.analyze is not wired for this task")
 
     def analysis_spec(self, model: nn.Module, inputs: Any) -> Any:
         """``tools.analysis.spec.AnalysisSpec`` of this model: which tokens, and their layout for drawing."""
-        raise NotImplementedError(f"{self.name}: tools.analyze is not wired for this task")
+        raise AnalysisUnavailable(f"{self.name}: tools.analyze is not wired for this task")
 
     # ---- derived ----------------------------------------------------------------------------------------------------
     @property

@@ -17,7 +17,7 @@ from torch import nn
 from common.engine import distributed, loop
 from common.engine.errors import ConfigError, DataPathError
 from common.frozen_lm import LLMSpec, add_llm_args
-from common.task import AnalysisSample, Task, TaskData
+from common.task import AnalysisSample, AnalysisUnavailable, Task, TaskData
 
 from .data.cache import CachedDataset, CacheMismatch, build_cache
 from .data.dataset import SOURCES, STEPS, ScenarioDataset, SceneReader, SkipCounts, collate, list_split
@@ -267,7 +267,7 @@ class MotionForecasting(Task):
         from common.analysis import GroupCentres, spec_from_parts
 
         if not isinstance(model, VectorNet):
-            raise NotImplementedError(f"{self.name}: tools.analyze is wired for VectorNet only, not "
+            raise AnalysisUnavailable(f"{self.name}: tools.analyze is wired for VectorNet only, not "
                                       f"{type(model).__name__}")
         return spec_from_parts(model.global_graph, GroupCentres(centres=polyline_centres(inputs)), model.llm,
                                num_prefix_tokens=0, cls_index=None)

@@ -317,7 +317,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     from common.engine import runner
     from common.engine.errors import EngineError
-    from common.task import available_tasks, get_task
+    from common.task import AnalysisUnavailable, available_tasks, get_task
 
     args = make_parser().parse_args(argv)
     measures = tuple(m.strip() for m in args.measures.split(",") if m.strip())
@@ -339,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         if not samples:
             raise ValueError("none of the inputs could be read")
         analysis = analyze_inputs(task, loaded.model, samples, measures, args.batch_size, args.device)
-    except NotImplementedError as error:
+    except AnalysisUnavailable as error:
         print(f"skipped: {error}")
         return 0
     except EngineError as error:

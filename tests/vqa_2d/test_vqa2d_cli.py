@@ -76,7 +76,7 @@ def test_vqa_arrow_with_frozen_llm_and_official_annotations(tmp_path, tokenizer_
                raw / "v2_mscoco_val2014_annotations.json", *QUICK])
     row = runlog.read_log(out)[-1]
     assert row["n_frozen"] > 0 and {"test_vqa_score", "test_acc", "test_acc_yes_no"} <= row.keys()
-    state = torch.load(out / "best.pth", map_location="cpu", weights_only=False)
+    state = torch.load(out / "best.pth", map_location="cpu", weights_only=True)
     assert not any(k.startswith("llm.lm.") and "layers" in k for k in state["model"])  # frozen block not saved
     run = runner.load_run(TASK, out / "best.pth", overrides={"clip_path": ""})
     assert run.model.llm is not None and run.args.num_answers == 4

@@ -14,7 +14,7 @@ from tools.analysis.spec import AnalysisSpec
 
 
 def build_spec(model: nn.Module, inputs: Any, task: str = "image_cls") -> AnalysisSpec:
-    """The spec ``task`` gives for this model and input (``common.task.Task.analysis_spec``); NotImplementedError
+    """The spec ``task`` gives for this model and input (``common.task.Task.analysis_spec``); AnalysisUnavailable
     when the task has none."""
     from common.task import get_task
 
