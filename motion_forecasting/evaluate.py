@@ -18,18 +18,14 @@ from common.engine import loop, runner
 from common.engine.errors import ConfigError
 
 from .data.dataset import SkipCounts
-from .predict import predict, split_loader
+from .predict import add_run_args, predict, split_loader
 from .submission import write_av1_h5, write_av2_parquet
 from .task import TASK
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--resume", required=True, help="a motion_forecasting.train checkpoint (best.pth)")
-    parser.add_argument("--split-path", required=True, help="split folder to evaluate")
-    parser.add_argument("--map-dir", default=None, help="AV1 map_files/ (default: the run's)")
+    parser = add_run_args(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
     parser.add_argument("--cache-dir", default=None, help="cache root for this split (default: none, read raw)")
-    parser.add_argument("--llm-path", default=None, help="the LLM checkpoint, if moved since training")
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--num-workers", type=int, default=0)
     parser.add_argument("--ema", action="store_true", help="evaluate the EMA weights")

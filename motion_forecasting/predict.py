@@ -29,6 +29,15 @@ class Prediction:
     sample: dict  # the model input of this scene (numpy, target frame)
 
 
+def add_run_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The flags of the commands that reload a trained run on one split (evaluate, visualize)."""
+    parser.add_argument("--resume", required=True, help="a motion_forecasting.train checkpoint (best.pth)")
+    parser.add_argument("--split-path", required=True, help="split folder (AV1 CSVs or AV2 scenario folders)")
+    parser.add_argument("--map-dir", default=None, help="AV1 map_files/ (default: the run's)")
+    parser.add_argument("--llm-path", default=None, help="the LLM checkpoint, if moved since training")
+    return parser
+
+
 def split_loader(args: argparse.Namespace, path: str, skips: SkipCounts):
     """The split at ``path`` under the run's data settings, batched for evaluation (cache under ``eval``)."""
     dataset = split_dataset(args, "eval", path, skips)

@@ -15,7 +15,7 @@ import numpy as np
 from common.engine import loop, runner
 
 from .data.dataset import SkipCounts
-from .predict import Prediction, predict, split_loader
+from .predict import Prediction, add_run_args, predict, split_loader
 from .task import TASK
 
 
@@ -58,11 +58,7 @@ def draw(pred: Prediction, path: str | Path) -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--resume", required=True, help="a motion_forecasting.train checkpoint")
-    parser.add_argument("--split-path", required=True, help="split folder")
-    parser.add_argument("--map-dir", default=None, help="AV1 map_files/ (default: the run's)")
-    parser.add_argument("--llm-path", default=None, help="the LLM checkpoint, if moved since training")
+    parser = add_run_args(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
     parser.add_argument("--out", default="vis", help="output folder (one <scene id>.png each)")
     parser.add_argument("--num", type=int, default=10, help="scenes to draw")
     return parser

@@ -9,9 +9,7 @@ import pytest
 from image_fixtures import (
     TINY_LLAMA_HIDDEN,
     TINY_LLAMA_PARAMS,
-    WNIDS,
-    write_corrupt_files,
-    write_jpeg,
+    write_imagenet_folder,
     write_meta_llama,
 )
 
@@ -25,14 +23,7 @@ def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def imagenet_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``train/<wnid>/`` (4 images per class + 2 corrupt files) and ``val/<wnid>/`` (2 per class)."""
-    root = tmp_path_factory.mktemp("imagenet_folder")
-    for c, wnid in enumerate(WNIDS):
-        for i in range(4):
-            write_jpeg(root / "train" / wnid / f"{wnid}_{i}.JPEG", 40 + 80 * c, seed=10 * c + i)
-        for i in range(2):
-            write_jpeg(root / "val" / wnid / f"ILSVRC2012_val_{c}{i}.JPEG", 40 + 80 * c, seed=100 + 10 * c + i)
-    write_corrupt_files([root / "train" / w for w in WNIDS])
-    return root
+    return write_imagenet_folder(tmp_path_factory.mktemp("imagenet_folder"))
 
 
 @pytest.fixture(scope="session")

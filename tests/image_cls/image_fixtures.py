@@ -68,3 +68,14 @@ def write_corrupt_files(class_dirs: list[Path]) -> list[Path]:
     garbage = class_dirs[-1] / "aa_garbage.JPEG"
     garbage.write_bytes(b"this is not a JPEG " * 20)
     return [truncated, garbage]
+
+
+def write_imagenet_folder(root: Path) -> Path:
+    """``train/<wnid>/`` (4 JPEGs per class + 2 unreadable files) and ``val/<wnid>/`` (2 per class) under ``root``."""
+    for c, wnid in enumerate(WNIDS):
+        for i in range(4):
+            write_jpeg(root / "train" / wnid / f"{wnid}_{i}.JPEG", 40 + 80 * c, seed=10 * c + i)
+        for i in range(2):
+            write_jpeg(root / "val" / wnid / f"ILSVRC2012_val_{c}{i}.JPEG", 40 + 80 * c, seed=100 + 10 * c + i)
+    write_corrupt_files([root / "train" / w for w in WNIDS])
+    return root
