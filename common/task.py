@@ -119,19 +119,17 @@ class Task(ABC):
     # ---- defaults a task may override ---------------------------------------------------------------------------
     def check_args(self, args: argparse.Namespace) -> None:
         """Fail fast on bad values (raise ``ConfigError``) before data or checkpoints are read. The default checks
-        the ``llm_*`` settings and that ``--llm-path`` exists; a task that overrides it calls ``super()``."""
-        from common.engine.errors import ConfigError
+        the ``llm_*`` settings and that ``--llm-path`` exists (a local path or a Hub id; else exit 5); a task
+        that overrides it calls ``super()``."""
+        from common.engine.errors import ConfigError, LLMCheckpointError
         from common.frozen_lm import LLMSpec
+        from common.frozen_lm.formats import is_hub_path
 
         try:
             spec = LLMSpec.from_config(args)
         except ValueError as err:
             raise ConfigError(str(err)) from err
-        from common.frozen_lm.formats import is_hub_path
-
         if spec.enabled and not (Path(spec.path).exists() or is_hub_path(spec.path)):
-            from common.engine.errors import LLMCheckpointError
-
             raise LLMCheckpointError(f"--llm-path: {spec.path}: no such file or directory")
 
     def best_for(self, args: argparse.Namespace) -> tuple[str, str]:
