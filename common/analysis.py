@@ -81,16 +81,22 @@ class TubeletGrid:
 @dataclass(frozen=True, eq=False)
 class GroupCentres:
     """One token per point group; positions (B, G, 3): ``centres`` if given, else ``source``'s output
-    ``[output_index]`` (or its first input with ``from_input``) during the analysed forward pass."""
+    ``[output_index]`` (or its first input with ``from_input``) during the analysed forward pass.
+
+    ``up_axis`` is the coordinate drawn vertically: 1 (y, ModelNet / ScanObjectNN), 2 (z, ScanNet), or None for a
+    planar scene drawn top-down in x, y (driving maps)."""
 
     source: nn.Module | None = None
     output_index: int = 1
     centres: torch.Tensor | None = None
     from_input: bool = False
+    up_axis: int | None = 1
 
     def __post_init__(self) -> None:
         if self.source is None and self.centres is None:
             raise ValueError("GroupCentres needs the centres or a source module to read them from")
+        if self.up_axis not in (None, 0, 1, 2):
+            raise ValueError(f"GroupCentres.up_axis must be 0, 1, 2 or None (top-down), got {self.up_axis!r}")
 
     def to_map(self, values: torch.Tensor) -> torch.Tensor:
         """(B, G) -> (B, G): point tokens have no grid; draw them at ``Capture.positions``."""

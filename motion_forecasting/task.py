@@ -262,15 +262,15 @@ class MotionForecasting(Task):
     def analysis_spec(self, model: nn.Module, inputs) -> object:
         """VectorNet's polyline tokens (agents, then lane pieces): ``encoder`` = the global interaction graph (the
         adapter's input), then the adapter; each token drawn at its polyline's centre in the target frame (the mean
-        of its vector mid-points, z = 0). A scene with no lane piece in range has one padded lane slot, drawn at
-        the origin. mmTransformer runs the adapter on several token sets per forward: not wired."""
+        of its vector mid-points, z = 0), seen from above. A scene with no lane piece in range has one padded lane
+        slot, drawn at the origin. mmTransformer runs the adapter on several token sets per forward: not wired."""
         from common.analysis import GroupCentres, spec_from_parts
 
         if not isinstance(model, VectorNet):
             raise AnalysisUnavailable(f"{self.name}: tools.analyze is wired for VectorNet only, not "
                                       f"{type(model).__name__}")
-        return spec_from_parts(model.global_graph, GroupCentres(centres=polyline_centres(inputs)), model.llm,
-                               num_prefix_tokens=0, cls_index=None)
+        layout = GroupCentres(centres=polyline_centres(inputs), up_axis=None)  # a map: drawn from above
+        return spec_from_parts(model.global_graph, layout, model.llm, num_prefix_tokens=0, cls_index=None)
 
 
 def polyline_centres(batch: dict) -> torch.Tensor:

@@ -139,6 +139,21 @@ def test_analysis_hooks_map_one_input(trained):
             assert values.shape[0] == 1 and torch.isfinite(values).all(), name
 
 
+def test_analyze_cli_draws_one_input(trained, capsys):
+    """``python -m tools.analyze`` end to end on the smoke run: the layout's pictures are written."""
+    paths_of = getattr(trained["smoke"], "analysis_paths", None)
+    if paths_of is None:
+        pytest.skip(f"{trained['name']}: task_smoke.py gives no analysis_paths")
+    from tools import analyze
+
+    out = trained["tmp"] / "analyze_cli"
+    paths = [str(p) for p in paths_of(trained["tmp"] / "analysis_cli_inputs")]
+    assert analyze.main(["--resume", str(trained["out"] / "best.pth"), "--inputs", *paths, "--out", str(out),
+                         "--measures", "magnitude"]) == 0
+    pictures = sorted(out.glob("overlays_magnitude*.png"))
+    assert pictures and all(p.stat().st_size > 1000 for p in pictures), capsys.readouterr().out
+
+
 # ---- the same bad inputs for every task ---------------------------------------------------------------------------
 def _replace_data_paths(argv: list[str], tmp: Path, llm_dir: Path, flags: tuple[str, ...] | None) -> list[str]:
     """The data paths of the smoke run pointed at missing ones: the values of ``flags`` (``task_smoke.DATA_FLAGS``),
@@ -227,3 +242,6 @@ def test_freeze_encoder_trains_only_the_adapter_and_the_head(trained):
     adapters = tuple(f"{n}." for n, m in model.named_modules() if isinstance(m, LLMAdapter))
     assert adapters and all(n.startswith((*adapters, *task.head_prefixes)) for n in names), names
     assert any(n.startswith(adapters) for n in names)
+    moved = [n for n, m in model.named_modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+             and not f"{n}.".startswith((*adapters, *task.head_prefixes)) and m.num_batches_tracked > 0]
+    assert not moved, f"{task.name}: the frozen encoder's batch-norm statistics moved in {moved}"

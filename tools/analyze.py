@@ -244,7 +244,7 @@ def write_outputs(analysis: Analysis, samples: list, sources: list[Path], run_ar
         elif isinstance(analysis.layout, GroupCentres):
             points = [torch.as_tensor(np.asarray(s.display, dtype=np.float32)) for s in shown]
             written.append(save_point_grid(analysis.positions[: len(shown)], head, out / f"overlays_{measure}.png",
-                                           points=points, titles=titles))
+                                           points=points, titles=titles, up_axis=analysis.layout.up_axis))
         elif isinstance(analysis.layout, TubeletGrid):
             for k, sample in enumerate(shown):
                 name = Path(sample.name).stem.replace("/", "_")

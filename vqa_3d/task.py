@@ -313,10 +313,11 @@ class VQA3DTask(Task):
     def analysis_spec(self, model: nn.Module, inputs) -> object:
         """The ``--num-proposals`` fused proposal tokens: ``encoder`` = the last MCAN SGA layer (question-guided,
         the adapter's input), then the adapter; drawn at the proposal centres (``vote_aggregation``'s output 0,
-        read during the same forward). No CLS token, so no attention rows."""
+        read during the same forward), z up as in ScanNet. No CLS token, so no attention rows."""
         from common.analysis import GroupCentres, spec_from_parts
 
-        return spec_from_parts(model.dec_list_2[-1], GroupCentres(model.proposal_net.vote_aggregation, output_index=0),
+        return spec_from_parts(model.dec_list_2[-1], GroupCentres(model.proposal_net.vote_aggregation, output_index=0,
+                                                                  up_axis=2),
                                model.llm, num_prefix_tokens=0, cls_index=None)
 
 

@@ -327,7 +327,8 @@ def evaluate(evaluate_fn: EvalFn, model: nn.Module, loader: Iterable, device: to
         with torch.no_grad(), autocast(device, amp):
             metrics = evaluate_fn(model, loader)
     finally:
-        model.train(was_training)
+        if was_training:
+            set_train_mode(model)
     return {k: float(v) for k, v in metrics.items()}
 
 
@@ -383,7 +384,7 @@ def train_one_epoch(
     if per_epoch and scheduler is not None:  # DeiT: step(e) after epoch e sets the LR of epoch e + 1
         scheduler.step(max(epoch - 1, 0))
     loss_sum, extra_sums, lr_sum, n_micro, n_updates = 0.0, {}, 0.0, 0, 0
-    train_model.train()
+    set_train_mode(train_model)
     optimizer.zero_grad(set_to_none=True)
     batches = runlog.progress(loader, total=n, desc=f"epoch {epoch}", enabled=info.is_main)
     for i, batch in enumerate(batches):
@@ -433,6 +434,18 @@ def train_one_epoch(
     for k in sorted(extra_sums):
         stats[k] = distributed.all_reduce_mean(torch.tensor(extra_sums[k] / n_micro, device=device)).item()
     return stats
+
+
+HOLD_STATISTICS = "hold_running_stats"  # set on a norm layer whose running statistics must not move (frozen encoder)
+
+
+def set_train_mode(model: nn.Module) -> None:
+    """``model.train()``, except normalisation layers marked ``HOLD_STATISTICS``, which stay in eval mode: they
+    normalise with their stored statistics and do not update them (mmcv's ``norm_eval``)."""
+    model.train()
+    for module in model.modules():
+        if getattr(module, HOLD_STATISTICS, False):
+            module.eval()
 
 
 def train_model_no_sync(train_model: nn.Module):

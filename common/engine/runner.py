@@ -57,7 +57,8 @@ def skipped_stats(task_data, device: torch.device):
 
 def freeze_encoder(model: nn.Module, head_prefixes: Sequence[str]) -> list[str]:
     """``--freeze-encoder``: every trainable parameter outside the LLM adapters and ``head_prefixes`` stops
-    training (it stays in the checkpoints: it is the pretrained encoder); returns their names."""
+    training (it stays in the checkpoints: it is the pretrained encoder), and the encoder's batch-norm layers keep
+    their running statistics (eval mode while training, ``loop.set_train_mode``); returns the frozen names."""
     from common.frozen_lm import LLMAdapter
 
     adapters = tuple(f"{name}." for name, module in model.named_modules() if isinstance(module, LLMAdapter))
@@ -69,6 +70,9 @@ def freeze_encoder(model: nn.Module, head_prefixes: Sequence[str]) -> list[str]:
     for name, param in model.named_parameters():
         if name in frozen:
             param.requires_grad_(False)
+    for name, module in model.named_modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and not f"{name}.".startswith(kept):
+            setattr(module, loop.HOLD_STATISTICS, True)
     log.info("--freeze-encoder: %d parameter tensors frozen; training %s", len(frozen), ", ".join(
         sorted({n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad})))
     return frozen

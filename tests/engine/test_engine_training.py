@@ -10,6 +10,7 @@ import engine_toy_train as toy
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from common.engine import checkpoint, config, distributed, loop, optim
 from common.engine import logging as runlog
@@ -216,3 +217,31 @@ def test_resume_refuses_a_different_frozen_block(tmp_path, capsys):
     assert exc.value.code == 1
     err = capsys.readouterr().err
     assert "was trained with a different frozen LLM block" in err and "random_seed was 0, now 1" in err
+
+
+def test_freeze_encoder_holds_the_encoder_batch_norm_statistics():
+    """--freeze-encoder: the encoder's BatchNorm normalises with its stored statistics and never updates them, even
+    after an evaluation in the middle of training; the head's BatchNorm keeps training."""
+    from common.engine import runner
+    from common.frozen_lm import LLMAdapter
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8))
+            self.llm = LLMAdapter(8, None, mlp_hidden=16)
+            self.head = nn.Sequential(nn.BatchNorm1d(8), nn.Linear(8, 2))
+
+        def forward(self, x):
+            return self.head(self.llm(self.encoder(x)[:, None])[:, 0])
+
+    model = Model()
+    runner.freeze_encoder(model, ("head.",))
+    for _ in range(2):
+        loop.set_train_mode(model)
+        model(torch.randn(16, 4) * 3 + 1)
+        loop.evaluate(lambda m, loader: {"n": 0.0}, model, [], torch.device("cpu"))
+    encoder_bn, head_bn = model.encoder[1], model.head[0]
+    assert not encoder_bn.training and encoder_bn.num_batches_tracked == 0
+    assert torch.equal(encoder_bn.running_mean, torch.zeros(8)) and torch.equal(encoder_bn.running_var, torch.ones(8))
+    assert model.training and head_bn.training and head_bn.num_batches_tracked == 2

@@ -226,3 +226,32 @@ def test_overlay_grid_png(vit_factory, tmp_path):
     assert width > height > 100 and pixels.std() > 10  # a drawn, non-blank picture
     with pytest.raises(ValueError, match="has 3 images"):
         save_overlay_grid(x[:2], maps, tmp_path / "bad.png")
+
+
+def _drawn_extent(path) -> tuple[int, int]:
+    """(height, width) in pixels of the coloured (non-grey) marks of a one-panel picture."""
+    with Image.open(path) as png:
+        rgb = np.asarray(png.convert("RGB")).astype(int)
+    coloured = np.nonzero(rgb.max(-1) - rgb.min(-1) > 60)
+    return int(np.ptp(coloured[0])), int(np.ptp(coloured[1]))
+
+
+@pytest.mark.parametrize("up_axis", [1, 2])
+def test_point_grid_draws_the_up_axis_vertically(tmp_path, up_axis):
+    pole = torch.zeros(1, 40, 3)
+    pole[0, :, up_axis] = torch.linspace(0, 10, 40)  # a tall pole along the scene's up axis
+    pole[0, :, 0] = torch.linspace(0, 1, 40)
+    values = {"v": torch.linspace(0, 1, 40)[None]}
+    height, width = _drawn_extent(save_point_grid(pole, values, tmp_path / "up.png", up_axis=up_axis))
+    assert height > 2 * width
+    lying = save_point_grid(pole, values, tmp_path / "side.png", up_axis=3 - up_axis)  # the other axis up: on its side
+    height, width = _drawn_extent(lying)
+    assert width > height
+
+
+def test_point_grid_top_down_for_planar_scenes(tmp_path):
+    grid = torch.stack(torch.meshgrid(torch.linspace(0, 40, 8), torch.linspace(0, 10, 8), indexing="ij"), -1)
+    flat = torch.cat([grid.reshape(1, 64, 2), torch.zeros(1, 64, 1)], -1)  # a 40 x 10 map, z = 0
+    path = save_point_grid(flat, {"v": torch.rand(1, 64)}, tmp_path / "map.png", up_axis=None)
+    height, width = _drawn_extent(path)
+    assert 2.5 < width / height < 6  # drawn from above at its true 4:1 proportions, not as a line

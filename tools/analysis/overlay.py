@@ -116,31 +116,42 @@ def save_video_grid(frames: Any, maps: dict[str, torch.Tensor], path: str | Path
 
 def save_point_grid(positions: torch.Tensor, maps: dict[str, torch.Tensor], path: str | Path,
                     points: torch.Tensor | list | None = None, cmap: str = "jet",
-                    titles: list[str] | None = None) -> Path:
+                    titles: list[str] | None = None, up_axis: int | None = 1) -> Path:
     """Point-cloud counterpart: group centres (B, G, 3) drawn in 3-D, coloured by each map (B, G) in [0, 1].
 
     ``points`` ((B, P, 3) or a list of (P_i, 3)), if given, is drawn in light grey underneath (the input cloud).
-    Rows = clouds, columns = stages; ``titles`` label the rows.
+    ``up_axis``: the coordinate drawn vertically (1: y, ModelNet / ScanObjectNN; 2: z, ScanNet), or None for a
+    top-down 2-D picture in x, y (planar scenes such as driving maps). Rows = clouds, columns = stages; ``titles``
+    label the rows.
     """
     positions = torch.as_tensor(positions).detach().float().cpu()
+    axes = (0, 1) if up_axis is None else tuple(a for a in (0, 1, 2) if a != up_axis) + (up_axis,)
     plt = _pyplot()
     batch, columns = positions.shape[0], max(1, len(maps))
     fig = plt.figure(figsize=(2.2 * columns, 2.2 * batch))
     for row in range(batch):
         cloud = None if points is None else torch.as_tensor(points[row]).detach().float().cpu()
         for column, (name, values) in enumerate(maps.items()):
-            ax = fig.add_subplot(batch, columns, row * columns + column + 1, projection="3d")
+            index = row * columns + column + 1
+            ax = fig.add_subplot(batch, columns, index) if up_axis is None else \
+                fig.add_subplot(batch, columns, index, projection="3d")
+            extra = {} if up_axis is None else {"depthshade": False}
             if cloud is not None:
-                ax.scatter(cloud[:, 0], cloud[:, 2], cloud[:, 1], s=0.3, c="0.8", depthshade=False)
-            ax.scatter(positions[row, :, 0], positions[row, :, 2], positions[row, :, 1], s=10,
-                       c=torch.as_tensor(values[row]).float().cpu(), cmap=cmap, vmin=0, vmax=1, depthshade=False)
-            ax.view_init(elev=20, azim=-60)  # y is up in ModelNet / ScanObjectNN: drawn as the vertical axis
-            ax.set_box_aspect(None, zoom=1.4)
+                ax.scatter(*(cloud[:, a] for a in axes), s=0.3, c="0.8", **extra)
+            ax.scatter(*(positions[row, :, a] for a in axes), s=10, c=torch.as_tensor(values[row]).float().cpu(),
+                       cmap=cmap, vmin=0, vmax=1, **extra)
+            if up_axis is None:
+                ax.set_aspect("equal", adjustable="datalim")
+            else:
+                ax.view_init(elev=20, azim=-60)
+                ax.set_box_aspect(None, zoom=1.4)
+                ax.set_aspect("equal")  # true proportions: a room or a chair is not stretched to a cube
             ax.set_axis_off()
             if row == 0:
-                ax.set_title(name, fontsize=7)
+                ax.set_title(name, fontsize=7, y=1.0 if up_axis is None else 0.9)  # 3-D titles clip
             if column == 0 and titles:
-                ax.text2D(0.0, 0.0, titles[row], transform=ax.transAxes, fontsize=6)
+                label = ax.text if up_axis is None else ax.text2D  # 3-D axes place 2-D text with text2D
+                label(0.0, 0.0, titles[row], transform=ax.transAxes, fontsize=6)
     return _save(fig, plt, path)
 
 
