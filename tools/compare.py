@@ -27,9 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common.frozen_lm.adapter import PROJ_INITS
 from tools.paper import PAPER_RESULTS, PaperRow, PaperTable, load_paper_table
 from tools.runlog import BASELINE_VARIANT, RunRecord, find_run_dirs, load_run
 
+DEFAULT_PROJ_INIT = next(iter(PROJ_INITS))  # trunc_normal, the official code's
+PROJ_SUFFIX = "_(" + "|".join(PROJ_INITS) + ")_proj$"  # the label of projections drawn other than the default
 VARIANT_ORDER = ["baseline", "frozen", "mlp", "random_frozen", "random_frozen_torch", "random_frozen_matched",
                  "random_trainable", "random_trainable_torch", "random_trainable_matched", "finetune"]
 # Config keys that say nothing about the recipe (where and which seed a run ran), ignored when matching baselines.
@@ -195,11 +198,16 @@ def _final_and_best(run: RunRecord, metric: str, higher_is_better: bool) -> tupl
 
 
 def variant_label(run: RunRecord) -> str:
-    """The run's variant, with ``_<init>`` for a random block drawn other than the default (``llm_random_init``)."""
-    init = (run.config or {}).get("llm_random_init")
+    """The run's variant, with ``_<init>`` for a random block drawn other than the default (``llm_random_init``) and
+    ``_<init>_proj`` for projections drawn other than the default (``llm_proj_init``)."""
+    config = run.config or {}
+    label = run.variant
+    init, proj = config.get("llm_random_init"), config.get("llm_proj_init")
     if run.variant.startswith("random") and isinstance(init, str) and init not in ("", "normal"):
-        return f"{run.variant}_{init}"
-    return run.variant
+        label += f"_{init}"
+    if run.variant != BASELINE_VARIANT and isinstance(proj, str) and proj not in ("", DEFAULT_PROJ_INIT):
+        label += f"_{proj}_proj"
+    return label
 
 
 def _is_baseline(group: Group) -> bool:

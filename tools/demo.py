@@ -34,6 +34,7 @@ import json
 import logging
 import os
 import platform
+import re
 import shutil
 import statistics
 import sys
@@ -46,6 +47,7 @@ from typing import Any
 
 import torch
 
+from common.frozen_lm.adapter import PROJ_INITS
 from common.task import get_task
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -85,6 +87,7 @@ WHAT_IT_ANSWERS = {
                                          "scale (the sharper control)",
     ("frozen", "mlp"): "the block vs the same trainable projections around GELU + LayerNorm",
 }
+DEFAULT_PROJ_INIT = "trunc_normal"  # the official code's; --proj-init orthogonal: common/frozen_lm/README.md
 SWEEP_LAYERS = (0, 4, 8, 12, 15, 18, 22, 26, 29)  # SmolLM2-135M has 30 blocks: first, middle, last and between
 
 
@@ -152,12 +155,12 @@ class RunSpec:
 
 
 def run_spec(out: Path, name: str, variant: Variant, seed: int, dataset: str, gguf: Path, budget: Budget,
-             extra: tuple[str, ...] = ()) -> RunSpec:
+             extra: tuple[str, ...] = (), proj_init: str = DEFAULT_PROJ_INIT) -> RunSpec:
     run_dir = out / name / f"seed{seed}"
     argv = ["--config", str(DEMO_PRESET), "--dataset", dataset, *variant.argv(), "--seed", str(seed),
             "--output-dir", str(run_dir), "--device", "cpu", *budget.argv(), *extra]
     if variant.llm_variant != "none":
-        argv += ["--llm-path", str(gguf)]
+        argv += ["--llm-path", str(gguf), "--llm-proj-init", proj_init]
     return RunSpec(name, seed, run_dir, tuple(argv), variant.llm_variant not in ("none", "mlp"))
 
 
@@ -202,6 +205,14 @@ def train_all(specs: list[RunSpec], jobs: int) -> dict[RunSpec, tuple[float, flo
 # Tables
 
 
+def demo_groups(report: Any) -> dict[str, Any]:
+    """tools.compare's groups by demo variant name (their label without a ``_<init>_proj`` suffix: one demo run
+    draws every adapter's projections the same way)."""
+    from tools.compare import PROJ_SUFFIX
+
+    return {re.sub(PROJ_SUFFIX, "", g.variant): g for g in report.groups}
+
+
 def variant_table(report: Any, names: list[str], seconds: dict[str, list[float]] | None = None,
                   ) -> tuple[str, list[dict[str, Any]]]:
     """Markdown table (one row per variant: top-1 mean ± std and per seed, parameters, wall time of a run as
@@ -211,7 +222,7 @@ def variant_table(report: Any, names: list[str], seconds: dict[str, list[float]]
     lines = ["| variant | between the projections | top-1 % (mean ± std) | per seed | trainable | frozen "
              "| time / run |", "|---|---|---|---|---|---|---|"]
     rows = []
-    groups = {g.variant: g for g in report.groups}
+    groups = demo_groups(report)
     for name in names:
         group = groups.get(name)
         if group is None:
@@ -236,7 +247,7 @@ def variant_table(report: Any, names: list[str], seconds: dict[str, list[float]]
 
 def paired_rows(report: Any, names: list[str]) -> list[dict[str, Any]]:
     """The paired differences of ``COMPARISONS`` whose two variants ran (mean, std, 95 % t-interval, per seed)."""
-    groups = {g.variant: g for g in report.groups}
+    groups = demo_groups(report)
     rows = []
     for a, b in COMPARISONS:
         if a not in names or b not in names or a not in groups or b not in groups:
@@ -400,6 +411,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                         help="runs trained at a time, each in its own process on one thread (default: up to 2); "
                         "the numbers do not depend on it")
+    parser.add_argument("--proj-init", default=DEFAULT_PROJ_INIT, choices=tuple(PROJ_INITS),
+                        help="how every adapter's two projections are drawn (--llm-proj-init; default: the official "
+                        "code's trunc_normal)")
     parser.add_argument("--layer-sweep", action="store_true",
                         help="afterwards train the frozen variant with each block of --sweep-layers and plot top-1 "
                         "against block index (OUT/layer_sweep.png; not part of make demo)")
@@ -446,10 +460,11 @@ def layer_sweep(args: argparse.Namespace, out: Path, dataset: str, gguf: Path, b
     n_layers = read_lm_config(gguf).n_layers
     layers = sorted({k % n_layers for k in args.sweep_layers})
     frozen = VARIANTS["frozen"]
-    specs = [run_spec(out / "sweep", f"layer{k}", frozen, seed, dataset, gguf, budget, ("--llm-layers", str(k)))
+    specs = [run_spec(out / "sweep", f"layer{k}", frozen, seed, dataset, gguf, budget, ("--llm-layers", str(k)),
+                      proj_init=args.proj_init)
              for k in layers if k != n_layers - 1 or "frozen" not in main_runs for seed in args.seeds]
     references = [name for name in ("baseline", "random_frozen", "random_frozen_matched") if name not in main_runs]
-    specs += [run_spec(out / "runs", name, VARIANTS[name], seed, dataset, gguf, budget)
+    specs += [run_spec(out / "runs", name, VARIANTS[name], seed, dataset, gguf, budget, proj_init=args.proj_init)
               for name in references for seed in args.seeds]
     train_all(specs, args.jobs)
     final = {spec.run_dir: read_log(spec.run_dir)[-1][METRIC] for spec in specs}
@@ -491,7 +506,7 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
           f"batch {budget.batch_size}, tested on {budget.val_subset or 'all'} test images; variants "
           f"{', '.join(args.variants)}; seeds {', '.join(map(str, args.seeds))}; {args.jobs} run(s) at a time, "
           "one thread each", flush=True)
-    specs = [run_spec(out / "runs", name, VARIANTS[name], seed, dataset, gguf, budget)
+    specs = [run_spec(out / "runs", name, VARIANTS[name], seed, dataset, gguf, budget, proj_init=args.proj_init)
              for seed in args.seeds for name in args.variants]
     times = train_all(specs, args.jobs)
     run_dirs = {name: [s.run_dir for s in specs if s.name == name] for name in args.variants}
@@ -508,6 +523,7 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
              f", mean ± sample std over seeds {', '.join(map(str, args.seeds))}.",
              "Pairing: the runs of one seed share the data order and the initialisation of the ViT and its head; "
              "each difference below is the mean of the per-seed differences with its 95 % t-interval.",
+             f"Projections: {args.proj_init} ({PROJ_INITS[args.proj_init]}).",
              "Determinism: each run trains on one thread in its own process, so the numbers do not depend on the "
              "core count or on --jobs (same machine type; other CPUs may round differently)."]
     if args.quick:
@@ -534,6 +550,7 @@ def run_demo(args: argparse.Namespace) -> dict[str, Any]:
         ("Reading", sentence or "–"), ("Notes", "\n".join(notes))], images)
     files = [*written, out / "results.md", index] + [p for p in (maps_path, sweep_path) if p is not None]
     results = {"dataset": dataset, "budget": budget.__dict__, "seeds": args.seeds, "jobs": args.jobs,
+               "llm_proj_init": args.proj_init,
                "threads_per_run": 1, "llm_checkpoint": str(gguf), "variants": rows, "paired_differences": pairs,
                "reading": sentence, "notes": notes, "total_seconds": elapsed, "cpu_seconds": cpu,
                "layer_sweep": sweep, "files": [str(p) for p in files]}

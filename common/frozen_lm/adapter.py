@@ -10,6 +10,10 @@ Variants:
   tensor at its pretrained tensor's scale); see ``model.RANDOM_INITS`` and the README beside this file.
 - ``mlp``: GELU + LayerNorm(lm_dim) in place of the LLM (Table 6 "ViT-S-MLP": same trainable projections).
 - ``none``: no adapter (baseline); :meth:`LLMAdapter.from_spec` refuses it, check ``spec.enabled``.
+
+The two projections are drawn as ``proj_init`` says (``PROJ_INITS``): ``trunc_normal`` (default, the official code's
+std 0.02) or ``orthogonal`` (``in_proj`` orthogonal, ``out_proj`` its transpose, so ``out_proj(in_proj(x)) = x`` at
+the start when the LLM is at least as wide as the encoder); why the choice matters: the README beside this file.
 ``random_*`` and ``mlp`` read only the checkpoint's config (for its dimensions), never its tensors, except
 ``random_init="matched"``, which reads the requested layers' tensors for their mean and std.
 """
@@ -30,6 +34,11 @@ from .model import DTYPES, FINAL_NORMS, RANDOM_INITS, FrozenLM, pretrained_tenso
 
 VARIANTS = ("none", "frozen", "finetune", "random_frozen", "random_trainable", "mlp")
 MODES = ("replace", "residual")
+PROJ_INITS = {
+    "trunc_normal": "both projections trunc_normal(std=0.02), as the official code (the paper's runs)",
+    "orthogonal": "in_proj orthogonal, out_proj = its transpose: the pair starts as the identity (a projection when "
+                  "the LLM is narrower than the encoder) instead of a random 0.1x-scale map",
+}
 
 
 @dataclass
@@ -46,6 +55,7 @@ class LLMSpec:
     seed: int = 0
     fp8: bool = False  # FP8 (e4m3) GEMMs in the frozen block, weights quantised once at load; frozen variants only
     random_init: str = "normal"  # random_* variants: normal | torch | matched (model.RANDOM_INITS)
+    proj_init: str = "trunc_normal"  # the two projections: trunc_normal | orthogonal (PROJ_INITS)
 
     def __post_init__(self) -> None:
         if isinstance(self.layers, int):
@@ -56,7 +66,8 @@ class LLMSpec:
             self.layers = tuple(int(p) for p in self.layers)
         for name, value, choices in (("variant", self.variant, VARIANTS), ("mode", self.mode, MODES),
                                      ("final_norm", self.final_norm, FINAL_NORMS), ("dtype", self.dtype, DTYPES),
-                                     ("random_init", self.random_init, RANDOM_INITS)):
+                                     ("random_init", self.random_init, RANDOM_INITS),
+                                     ("proj_init", self.proj_init, PROJ_INITS)):
             if value not in choices:
                 raise ValueError(f"llm_{name}={value!r} is not one of {', '.join(choices)}")
         if self.enabled and not self.path:
@@ -95,13 +106,16 @@ class LLMAdapter(nn.Module):
     """``replace``: x <- out_proj(LM(in_proj(x)));  ``residual``: x <- x + out_proj(LM(in_proj(x))).
 
     ``lm=None`` is the MLP control: GELU + LayerNorm(``mlp_hidden``) instead of the LM. Both projections are
-    bias-free and trunc_normal(std=0.02) initialised.
+    bias-free and drawn as ``proj_init`` says (``PROJ_INITS``).
     """
 
-    def __init__(self, visual_dim: int, lm: FrozenLM | None, mode: str = "replace", mlp_hidden: int | None = None):
+    def __init__(self, visual_dim: int, lm: FrozenLM | None, mode: str = "replace", mlp_hidden: int | None = None,
+                 proj_init: str = "trunc_normal"):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"unknown adapter mode {mode!r} (choose from {', '.join(MODES)})")
+        if proj_init not in PROJ_INITS:
+            raise ValueError(f"unknown projection init {proj_init!r} (choose from {', '.join(PROJ_INITS)})")
         if lm is None and not mlp_hidden:
             raise ValueError("the MLP control (lm=None) needs mlp_hidden (the LLM width it stands in for)")
         lm_dim = lm.dim if lm is not None else int(mlp_hidden)
@@ -110,8 +124,13 @@ class LLMAdapter(nn.Module):
         self.lm = lm
         self.mlp = nn.Sequential(nn.GELU(), nn.LayerNorm(lm_dim)) if lm is None else None
         self.out_proj = nn.Linear(lm_dim, visual_dim, bias=False)
-        for proj in (self.in_proj, self.out_proj):
-            nn.init.trunc_normal_(proj.weight, std=0.02)
+        if proj_init == "orthogonal":
+            nn.init.orthogonal_(self.in_proj.weight)
+            with torch.no_grad():
+                self.out_proj.weight.copy_(self.in_proj.weight.T)
+        else:
+            for proj in (self.in_proj, self.out_proj):
+                nn.init.trunc_normal_(proj.weight, std=0.02)
 
     @classmethod
     def from_spec(cls, visual_dim: int, spec: LLMSpec) -> LLMAdapter:
@@ -119,7 +138,7 @@ class LLMAdapter(nn.Module):
         if not spec.enabled:
             raise ValueError("llm_variant='none' has no adapter (check spec.enabled before building one)")
         if spec.variant == "mlp":
-            return cls(visual_dim, None, spec.mode, mlp_hidden=read_lm_config(spec.path).dim)
+            return cls(visual_dim, None, spec.mode, mlp_hidden=read_lm_config(spec.path).dim, proj_init=spec.proj_init)
         if spec.variant in ("frozen", "finetune"):
             lm = FrozenLM.from_checkpoint(spec.path, spec.layers, spec.final_norm, spec.dtype,
                                           trainable=spec.variant == "finetune",
@@ -133,7 +152,7 @@ class LLMAdapter(nn.Module):
                                       trainable=spec.variant == "random_trainable", seed=spec.seed,
                                       grad_checkpointing=spec.grad_checkpointing, fp8=spec.fp8,
                                       init=spec.random_init, stats=stats, stats_source=source)
-        return cls(visual_dim, lm, spec.mode)
+        return cls(visual_dim, lm, spec.mode, proj_init=spec.proj_init)
 
     def forward(self, tokens: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         """``tokens`` (B, N, visual_dim), ``padding_mask`` (B, N) bool with True = padding -> (B, N, visual_dim)."""

@@ -109,6 +109,42 @@ def test_spec_parsing_and_validation():
         LLMSpec(variant="random_frozen", path="/x", final_norm="pretrained")
     with pytest.raises(ValueError, match="has no adapter"):
         LLMAdapter.from_spec(VISUAL, LLMSpec())
+    with pytest.raises(ValueError, match="llm_proj_init='xavier'"):
+        LLMSpec(variant="mlp", path="/x", proj_init="xavier")
+
+
+@pytest.mark.parametrize("variant", ["frozen", "mlp"])
+def test_projection_inits(variant, hf_from_meta):
+    """trunc_normal: both projections N(0, 0.02) cut at +-2 (timm's trunc_normal_, the official code);
+    orthogonal: the pair is the identity at the start (LLM at least as wide as the encoder), a symmetric
+    projection when the LLM is narrower."""
+    torch.manual_seed(0)
+    default = LLMAdapter.from_spec(VISUAL, spec_for(hf_from_meta.path, variant))
+    for proj in (default.in_proj, default.out_proj):
+        assert proj.weight.std().item() == pytest.approx(0.02, rel=0.1)
+    spec = spec_for(hf_from_meta.path, variant, proj_init="orthogonal")
+    ortho = LLMAdapter.from_spec(VISUAL, spec)
+    assert torch.equal(ortho.out_proj.weight, ortho.in_proj.weight.T)
+    x = torch.randn(5, VISUAL)
+    torch.testing.assert_close(ortho.out_proj(ortho.in_proj(x)), x, atol=1e-5, rtol=1e-5)
+    narrow = LLMAdapter(VISUAL, None, mlp_hidden=VISUAL // 2, proj_init="orthogonal")
+    pair = narrow.out_proj.weight @ narrow.in_proj.weight
+    torch.testing.assert_close(pair @ pair, pair, atol=1e-5, rtol=1e-5)  # a projection, of rank VISUAL // 2
+    assert torch.linalg.matrix_rank(pair).item() == VISUAL // 2
+    with pytest.raises(ValueError, match="projection init 'xavier'"):
+        LLMAdapter(VISUAL, None, mlp_hidden=8, proj_init="xavier")
+
+
+def test_projection_init_flag_reaches_the_spec():
+    from common.frozen_lm.options import add_llm_args
+
+    parser = argparse.ArgumentParser()
+    add_llm_args(parser)
+    assert LLMSpec.from_config(parser.parse_args([])).proj_init == "trunc_normal"
+    args = parser.parse_args(["--llm-variant", "mlp", "--llm-path", "/x", "--llm-proj-init", "orthogonal"])
+    assert LLMSpec.from_config(args).proj_init == "orthogonal"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--llm-proj-init", "xavier"])
 
 
 def test_resume_reattaches_the_same_frozen_block_and_refuses_another(tmp_path, hf_from_meta, meta_dir):

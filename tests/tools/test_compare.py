@@ -220,3 +220,16 @@ def test_random_inits_are_groups_and_baselines_come_from_the_config(tmp_path):
     assert groups["other_model/mlp"].baseline is None  # no baseline of that model
     assert report.delta(groups["demo/random_frozen_matched"], "test_acc1").mean == pytest.approx(4.0)
     assert compare.fmt_paired(report.delta(groups["my_mlp_run/mlp"], "test_acc1"), 2) == "+5.00 (n=1)"
+
+
+def test_projection_inits_are_groups_of_their_own(tmp_path):
+    """``llm_proj_init: orthogonal`` runs form their own group (same variant otherwise) with the shared baseline."""
+    _acc_run(tmp_path / "a", 0, 70.0, variant="none", llm_proj_init="orthogonal")  # no projections: still the baseline
+    _acc_run(tmp_path / "b", 0, 72.0, variant="mlp", llm_proj_init="trunc_normal")
+    _acc_run(tmp_path / "c", 0, 73.0, variant="mlp", llm_proj_init="orthogonal")
+    _acc_run(tmp_path / "d", 0, 74.0, variant="random_frozen", llm_random_init="matched", llm_proj_init="orthogonal")
+    report = compare.build_report([tmp_path])
+    groups = {g.variant: g for g in report.groups}
+    assert set(groups) == {"baseline", "mlp", "mlp_orthogonal_proj", "random_frozen_matched_orthogonal_proj"}
+    assert all(g.baseline is groups["baseline"] for name, g in groups.items() if name != "baseline")
+    assert report.delta(groups["mlp_orthogonal_proj"], "test_acc1").mean == pytest.approx(3.0)

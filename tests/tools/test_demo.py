@@ -102,6 +102,21 @@ def test_same_numbers_whatever_the_parallelism_and_threads_and_the_layer_sweep(q
     assert "Top-1 vs SmolLM2 block index" in (out / "index.html").read_text()
 
 
+def test_orthogonal_projections_reach_every_adapter_run_and_the_tables(quick_demo, tmp_path):
+    """--proj-init orthogonal: the adapter runs are drawn so (their config says it), the baseline is the same run
+    as in the default demo, and the tables still find every variant."""
+    out = tmp_path / "ortho"
+    assert demo.main(["--out", str(out), "--quick", "--variants", "baseline,mlp", "--proj-init", "orthogonal"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["llm_proj_init"] == "orthogonal"
+    assert [row["variant"] for row in results["variants"]] == ["baseline", "mlp"]
+    assert [(r["a"], r["b"]) for r in results["paired_differences"]] == []  # frozen did not run
+    config = (out / "runs" / "mlp" / "seed0" / "config.yaml").read_text()
+    assert "llm_proj_init: orthogonal" in config
+    assert _per_run(out)[("baseline", "seed0")] == _per_run(quick_demo)[("baseline", "seed0")]
+    assert _per_run(out)[("mlp", "seed0")] != _per_run(quick_demo)[("mlp", "seed0")]
+
+
 def test_reading_states_only_what_the_intervals_show():
     rows = [{"a": "frozen", "b": "baseline", "mean": 1.5, "n": 3, "ci95": [0.2, 2.8]},
             {"a": "frozen", "b": "mlp", "mean": -0.4, "n": 3, "ci95": [-1.9, 1.1]},
