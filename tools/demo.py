@@ -1,6 +1,7 @@
 """The README demo (``make demo``): a small ViT on Fashion-MNIST with and without a frozen SmolLM2-135M block.
 
     python -m tools.demo --out demo_out [--quick] [--seeds 0,1,2] [--variants ...] [--jobs 2] [--layer-sweep]
+        [--epochs N] [--proj-init trunc_normal|orthogonal]
 
 Trains ``vit_demo_llm`` (image_cls/configs/demo/vit_demo_fashion_mnist.yaml: 12x12 input, 9 patches, width 96,
 depth 4) through ``image_cls.train`` — the real engine path: ``log.txt``, ``config.yaml``, checkpoints under
