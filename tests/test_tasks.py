@@ -120,6 +120,20 @@ def test_load_run_rebuilds_the_trained_model_strictly(trained):
         runner.load_run(task, out / "best.pth", use_ema=True)
 
 
+def test_projection_init_flag_reaches_every_adapter(trained):
+    """``--llm-proj-init orthogonal`` (a shared ``--llm-*`` flag) draws every adapter of the task's model as an
+    identity pair: ``out_proj`` is ``in_proj``'s transpose."""
+    from common.frozen_lm import LLMAdapter
+
+    task = trained["task"]
+    run_config = str(trained["out"] / "config.yaml")  # the smoke run's, with what its data decided
+    args = config.parse_args(task.build_parser(), ["--config", run_config, "--llm-proj-init", "orthogonal"])
+    adapters = [m for m in task.build_model(args).modules() if isinstance(m, LLMAdapter)]
+    assert adapters, f"{task.name}: the smoke model has no LLM adapter"
+    for adapter in adapters:
+        assert torch.equal(adapter.out_proj.weight, adapter.in_proj.weight.T)
+
+
 def test_analysis_hooks_map_one_input(trained):
     paths_of = getattr(trained["smoke"], "analysis_paths", None)
     if paths_of is None:
