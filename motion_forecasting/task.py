@@ -260,24 +260,38 @@ class MotionForecasting(Task):
         return samples
 
     def analysis_spec(self, model: nn.Module, inputs) -> object:
-        """VectorNet's polyline tokens (agents, then lane pieces): ``encoder`` = the global interaction graph (the
-        adapter's input), then the adapter; each token drawn at its polyline's centre in the target frame (the mean
-        of its vector mid-points, z = 0), seen from above. A scene with no lane piece in range has one padded lane
-        slot, drawn at the origin. mmTransformer runs the adapter on several token sets per forward: not wired."""
+        """The tokens the adapter sees, drawn from above at their polylines' centres in the target frame (the mean
+        of the valid vectors' mid-points, z = 0; padded slots at the origin):
+
+        - VectorNet: agents then lane pieces; ``encoder`` = the global interaction graph;
+        - mmTransformer: the lane memory (``encoder`` = ``lane_enc``) when the adapter runs there (``lanes``,
+          ``lanes+social``: its first call in the forward pass is the one recorded), else the social tokens
+          (``encoder`` = ``social_enc``). ``header`` placement runs it on agent x mode pairs, which have no place
+          on the map: not drawn."""
         from common.analysis import GroupCentres, spec_from_parts
 
-        if not isinstance(model, VectorNet):
-            raise AnalysisUnavailable(f"{self.name}: tools.analyze is wired for VectorNet only, not "
-                                      f"{type(model).__name__}")
-        layout = GroupCentres(centres=polyline_centres(inputs), up_axis=None)  # a map: drawn from above
-        return spec_from_parts(model.global_graph, layout, model.llm, num_prefix_tokens=0, cls_index=None)
+        if isinstance(model, VectorNet):
+            encoder, centres = model.global_graph, polyline_centres(inputs)
+        elif isinstance(model, MMTransformer):
+            placements = model.placement.split("+")
+            if model.llm is not None and "header" in placements:
+                raise AnalysisUnavailable(f"{self.name}: mmTransformer with llm_placement=header runs the adapter "
+                                          "on agent x mode pairs, which have no map position to draw")
+            lanes = model.llm is None or "lanes" in placements
+            encoder = model.lane_enc if lanes else model.social_enc
+            centres = polyline_centres(inputs, ("lane",) if lanes else ("agent",))
+        else:
+            raise AnalysisUnavailable(f"{self.name}: tools.analyze is not wired for {type(model).__name__}")
+        layout = GroupCentres(centres=centres, up_axis=None)  # a map: drawn from above
+        return spec_from_parts(encoder, layout, model.llm, num_prefix_tokens=0, cls_index=None)
 
 
-def polyline_centres(batch: dict) -> torch.Tensor:
-    """(B, A + L, 3) centres of the agent then lane polylines (the model's token order): the mean of the valid
-    vectors' mid-points, z = 0; padded slots at the origin."""
+def polyline_centres(batch: dict, sets: tuple[str, ...] = ("agent", "lane")) -> torch.Tensor:
+    """(B, N, 3) centres of the polylines of ``sets`` in the model's token order (VectorNet: agents then lanes):
+    the mean of the valid vectors' mid-points, z = 0; padded slots at the origin."""
     parts = []
-    for vec, mask in ((batch["agent_vec"], batch["agent_vec_mask"]), (batch["lane_vec"], batch["lane_vec_mask"])):
+    for name in sets:
+        vec, mask = batch[f"{name}_vec"], batch[f"{name}_vec_mask"]
         mid = (vec[..., 0:2] + vec[..., 2:4]).float() / 2
         weight = mask.float()[..., None]
         parts.append((mid * weight).sum(-2) / weight.sum(-2).clamp(min=1))

@@ -129,3 +129,30 @@ def test_region_based_training_picks_the_best_proposal_of_the_gt_region():
     c = kmeans_centres(pts, 2)
     np.testing.assert_allclose(c, [[30, 0], [0, 20]], atol=0.5)  # sorted by angle: ahead first
     np.testing.assert_array_equal(c, kmeans_centres(pts, 2))
+
+
+@pytest.mark.parametrize("placement", PLACEMENTS)
+def test_analysis_draws_the_tokens_the_adapter_sees(samples, tiny_llama_dir, placement, tmp_path):
+    """tools.analyze on mmTransformer: the lane memory where the adapter runs on it (its first call), else the
+    social tokens, each at its polylines' centres; ``header`` (agent x mode pairs) is refused by name."""
+    from common.task import AnalysisSample, AnalysisUnavailable, get_task
+    from tools.analyze import analyze_inputs, write_outputs
+
+    task = get_task("motion_forecasting")
+    model = make("mmtransformer", LLMSpec(variant="frozen", path=str(tiny_llama_dir)), llm_placement=placement)
+    batch = collate(samples)
+    if placement == "header":
+        with pytest.raises(AnalysisUnavailable, match="header"):
+            task.analysis_spec(model, batch)
+        return
+    tokens = batch["lane_vec"].shape[1] if "lanes" in placement else batch["agent_vec"].shape[1]
+    spec = task.analysis_spec(model, batch)
+    assert spec.stages["encoder"] is (model.lane_enc if "lanes" in placement else model.social_enc)
+    points = [np.zeros((5, 3), np.float32)] * 2
+    inputs = [AnalysisSample(f"s{i}", {k: v[i: i + 1] for k, v in batch.items()}, points[i]) for i in range(2)]
+    analysis = analyze_inputs(task, model, inputs, ("magnitude",), batch_size=2)
+    assert {name: maps.shape for name, maps in analysis.maps["magnitude"].items()} == {
+        name: (2, tokens) for name in spec.names()}
+    assert analysis.positions.shape == (2, tokens, 3)
+    written = write_outputs(analysis, inputs, [tmp_path] * 2, None, tmp_path, grid=2)
+    assert [p.name for p in written] == ["overlays_magnitude.png"]

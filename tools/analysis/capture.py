@@ -141,8 +141,8 @@ def _hooks(stages: dict[str, nn.Module], sites: dict[str, AttentionSite], positi
     inputs: dict[str, torch.Tensor] = {}
 
     def stage_hook(name: str):
-        def hook(_module, _args, output):
-            capture.features[name] = _first_tensor(output).detach().float()
+        def hook(_module, _args, output):  # a module run several times in one forward: its first call
+            capture.features.setdefault(name, _first_tensor(output).detach().float())
         return hook
 
     def site_pre_hook(name: str, module: nn.Module):
