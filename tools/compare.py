@@ -27,11 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common.frozen_lm.adapter import PROJ_INITS
+from common.frozen_lm.adapter import DEFAULT_PROJ_INIT, PROJ_INITS
 from tools.paper import PAPER_RESULTS, PaperRow, PaperTable, load_paper_table
 from tools.runlog import BASELINE_VARIANT, RunRecord, find_run_dirs, load_run
 
-DEFAULT_PROJ_INIT = next(iter(PROJ_INITS))  # trunc_normal, the official code's
 PROJ_SUFFIX = "_(" + "|".join(PROJ_INITS) + ")_proj$"  # the label of projections drawn other than the default
 VARIANT_ORDER = ["baseline", "frozen", "mlp", "random_frozen", "random_frozen_torch", "random_frozen_matched",
                  "random_trainable", "random_trainable_torch", "random_trainable_matched", "finetune"]

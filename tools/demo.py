@@ -48,7 +48,7 @@ from typing import Any
 
 import torch
 
-from common.frozen_lm.adapter import PROJ_INITS
+from common.frozen_lm.adapter import DEFAULT_PROJ_INIT, PROJ_INITS
 from common.task import get_task
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -88,7 +88,6 @@ WHAT_IT_ANSWERS = {
                                          "scale (the sharper control)",
     ("frozen", "mlp"): "the block vs the same trainable projections around GELU + LayerNorm",
 }
-DEFAULT_PROJ_INIT = "trunc_normal"  # the official code's; --proj-init orthogonal: common/frozen_lm/README.md
 SWEEP_LAYERS = (0, 4, 8, 12, 15, 18, 22, 26, 29)  # SmolLM2-135M has 30 blocks: first, middle, last and between
 
 

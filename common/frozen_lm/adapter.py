@@ -34,6 +34,7 @@ from .model import DTYPES, FINAL_NORMS, RANDOM_INITS, FrozenLM, pretrained_tenso
 
 VARIANTS = ("none", "frozen", "finetune", "random_frozen", "random_trainable", "mlp")
 MODES = ("replace", "residual")
+DEFAULT_PROJ_INIT = "trunc_normal"
 PROJ_INITS = {
     "trunc_normal": "both projections trunc_normal(std=0.02), as the official code (the paper's runs)",
     "orthogonal": "in_proj orthogonal, out_proj = its transpose: the pair starts as the identity (a projection when "
@@ -55,7 +56,7 @@ class LLMSpec:
     seed: int = 0
     fp8: bool = False  # FP8 (e4m3) GEMMs in the frozen block, weights quantised once at load; frozen variants only
     random_init: str = "normal"  # random_* variants: normal | torch | matched (model.RANDOM_INITS)
-    proj_init: str = "trunc_normal"  # the two projections: trunc_normal | orthogonal (PROJ_INITS)
+    proj_init: str = DEFAULT_PROJ_INIT  # the two projections: trunc_normal | orthogonal (PROJ_INITS)
 
     def __post_init__(self) -> None:
         if isinstance(self.layers, int):
@@ -110,7 +111,7 @@ class LLMAdapter(nn.Module):
     """
 
     def __init__(self, visual_dim: int, lm: FrozenLM | None, mode: str = "replace", mlp_hidden: int | None = None,
-                 proj_init: str = "trunc_normal"):
+                 proj_init: str = DEFAULT_PROJ_INIT):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"unknown adapter mode {mode!r} (choose from {', '.join(MODES)})")

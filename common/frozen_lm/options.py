@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from .adapter import MODES, PROJ_INITS, VARIANTS
+from .adapter import DEFAULT_PROJ_INIT, MODES, PROJ_INITS, VARIANTS
 from .model import DTYPES, FINAL_NORMS, RANDOM_INITS
 
 
@@ -28,6 +28,6 @@ def add_llm_args(parser: argparse.ArgumentParser, layers_help: str | None = None
     llm.add_argument("--llm-seed", type=int, default=None, help="init seed of random_* blocks (default: --seed)")
     llm.add_argument("--llm-random-init", default="normal", choices=tuple(RANDOM_INITS),
                      help="how random_* blocks are drawn: " + "; ".join(f"{k}: {v}" for k, v in RANDOM_INITS.items()))
-    llm.add_argument("--llm-proj-init", default="trunc_normal", choices=tuple(PROJ_INITS),
+    llm.add_argument("--llm-proj-init", default=DEFAULT_PROJ_INIT, choices=tuple(PROJ_INITS),
                      help="how the two projections are drawn: " + "; ".join(f"{k}: {v}" for k, v in PROJ_INITS.items()))
     return llm
