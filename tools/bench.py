@@ -485,13 +485,17 @@ def _loadavg() -> list[float] | None:
         return None
 
 
-def run_step(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    """``step``: every requested configuration's train and inference steps; prints the table, writes JSON."""
+def _prepare_block_bench(args: argparse.Namespace, parser: argparse.ArgumentParser):
+    """Start of ``step`` and ``fp8``: the resolved arguments, the thread count set, the LLM config and the device."""
     args = resolve_args(args, parser)
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = _llm_config_or_exit(args, parser)
-    device = torch.device(args.device)
+    return args, _llm_config_or_exit(args, parser), torch.device(args.device)
+
+
+def run_step(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``step``: every requested configuration's train and inference steps; prints the table, writes JSON."""
+    args, cfg, device = _prepare_block_bench(args, parser)
     gemm_size = 4096 if device.type == "cuda" else 1024
     peak = gemm_peak_tflops(DTYPES[args.dtype], device, gemm_size)
     meta = {**_meta(args, cfg, device), "gemm_peak_tflops": peak, "gemm_peak_size": gemm_size,
@@ -520,11 +524,7 @@ def run_step(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 def run_fp8(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """``fp8``: the frozen block's GEMMs alone in the compute dtype and in FP8, and FP8's error; prints, writes JSON."""
-    args = resolve_args(args, parser)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    cfg = _llm_config_or_exit(args, parser)
-    device = torch.device(args.device)
+    args, cfg, device = _prepare_block_bench(args, parser)
     meta = {**_meta(args, cfg, device), "fp8_gemm_peak_tflops": fp8_gemm_peak_tflops(device, 4096 if
                                                                                       device.type == "cuda" else 1024)}
     report = block_gemm_report(args, cfg, device)
